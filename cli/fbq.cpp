@@ -1,0 +1,160 @@
+// fbq: the command-line front end of libfbquant. Each subcommand parses options, calls the library and
+// prints; every failure is one "fbq: error: ..." line on stderr and exit status 1.
+#include <CLI/CLI.hpp>
+#include <cblas.h>
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <omp.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "eval/generate.h"
+#include "eval/perplexity.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace {
+
+using fbq::Model;
+
+struct ModelArgs {
+  std::string path;
+  std::string tokenizer;
+  bool require_tokenizer = true;
+
+  void add_to(CLI::App& command) {
+    command.add_option("MODEL", path, "Hugging Face model directory or llama2.c .bin checkpoint")->required();
+    command.add_option("--tokenizer", tokenizer, "tokenizer file (.model or llama2.c tokenizer.bin)");
+  }
+  Model load() const {
+    fbq::LoadOptions options;
+    if (!tokenizer.empty()) options.tokenizer = tokenizer;
+    options.require_tokenizer = require_tokenizer;
+    const auto start = std::chrono::steady_clock::now();
+    auto model = fbq::load_model(path, options);
+    fmt::print(stderr, "loaded {} ({} model, {} layers, dim {}, vocab {}) in {:.2f}s\n", path, model.format,
+               model.config.n_layers, model.config.dim, model.config.vocab_size, fbq::seconds_since(start));
+    return model;
+  }
+};
+
+void run_perplexity(const ModelArgs& model_args, const std::string& text_path, const fbq::PerplexityOptions& options,
+                    bool as_json) {
+  const auto model = model_args.load();
+  const auto text = fbq::read_paragraph_text(text_path);
+  const auto tokens = model.tokenizer->encode(text, /*add_bos=*/true);
+  const auto result = fbq::evaluate_perplexity(model, tokens, options);
+  if (as_json) {
+    const nlohmann::json out = {{"model", model_args.path}, {"text", text_path},  {"ctx", options.ctx},
+                                {"ppl", result.ppl},         {"ppl_stderr", result.ppl_stderr},
+                                {"tokens", result.tokens},   {"windows", result.windows},
+                                {"seconds", result.seconds}, {"mean_nll", result.mean_nll}};
+    fmt::print("{}\n", out.dump());
+  } else {
+    fmt::print("PPL {:.4f} ± {:.4f}  ({} tokens scored in {} windows of {}, {:.2f}s, {:.0f} tokens/s)\n", result.ppl,
+               result.ppl_stderr, result.tokens, result.windows, options.ctx, result.seconds,
+               result.tokens / result.seconds);
+  }
+}
+
+void run_generate(const ModelArgs& model_args, const std::string& prompt, const fbq::GenerateOptions& options) {
+  const auto model = model_args.load();
+  fmt::print(stderr, "sampling: {} (seed {})\n",
+             options.temperature == 0.0f ? std::string("greedy")
+                                         : fmt::format("temperature {}, top-p {}", options.temperature, options.top_p),
+             options.seed);
+  const auto result = fbq::generate(model, prompt, options, [](const std::string& piece) {
+    fmt::print("{}", piece);
+    std::fflush(stdout);
+  });
+  fmt::print("\n");
+  const auto prompt_tokens = result.prompt_tokens.size();
+  fmt::print(stderr, "prefill: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", prompt_tokens, result.prefill_seconds,
+             prompt_tokens / std::max(result.prefill_seconds, 1e-9));
+  fmt::print(stderr, "decode: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", result.decode_steps, result.decode_seconds,
+             result.decode_steps / std::max(result.decode_seconds, 1e-9));
+}
+
+void run_inspect(const ModelArgs& model_args) {
+  const auto model = model_args.load();
+  const auto& c = model.config;
+  fmt::print("model:      {} ({})\n", model.source.string(), model.format);
+  fmt::print("layers {}, dim {}, hidden {}, heads {} (kv {}), head_dim {}, vocab {}, max_seq_len {}\n", c.n_layers,
+             c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size, c.max_seq_len);
+  fmt::print("rms_eps {}, rope_theta {}, tied embeddings: {}, bos {}, eos {}\n", c.rms_eps, c.rope_theta,
+             c.tie_embeddings ? "yes" : "no", c.bos_id, c.eos_id);
+  if (model.tokenizer) fmt::print("tokenizer:  {} tokens\n", model.tokenizer->vocab_size());
+  std::size_t file_bytes = 0, parameters = 0;
+  fmt::print("\n{:<52} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
+  for (const auto& tensor : model.source_tensors) {
+    fmt::print("{:<52} {:>6} {:>16} {:>12}\n", tensor.name, tensor.dtype, fmt::format("{}", fmt::join(tensor.shape, "x")),
+               tensor.bytes);
+    file_bytes += tensor.bytes;
+    std::size_t count = 1;
+    for (const auto dim : tensor.shape) count *= static_cast<std::size_t>(dim);
+    parameters += count;
+  }
+  fmt::print("\n{} tensors, {:.2f}M parameters, {:.2f} MiB in the file, {:.2f} MiB in memory (f32)\n",
+             model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fbq — FeedBack Quantization toolkit for LLaMA-family models"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+
+  ModelArgs ppl_model;
+  std::string ppl_text;
+  fbq::PerplexityOptions ppl_options;
+  bool ppl_json = false;
+  auto* perplexity = app.add_subcommand("perplexity", "perplexity of a text file (DESIGN §5 protocol)");
+  ppl_model.add_to(*perplexity);
+  perplexity->add_option("--text", ppl_text, "text file (paragraphs separated by blank lines)")->required();
+  perplexity->add_option("--ctx", ppl_options.ctx, "window length in tokens")->capture_default_str();
+  perplexity->add_option("--max-windows", ppl_options.max_windows, "score only the first K windows (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  perplexity->add_flag("--json", ppl_json, "print one JSON object instead of text");
+
+  ModelArgs gen_model;
+  std::string prompt;
+  fbq::GenerateOptions gen_options;
+  auto* generate = app.add_subcommand("generate", "generate text from a prompt, streaming tokens");
+  gen_model.add_to(*generate);
+  generate->add_option("-p,--prompt", prompt, "prompt text")->required();
+  generate->add_option("-n,--tokens", gen_options.max_new_tokens, "new tokens to generate")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  generate->add_option("--temp", gen_options.temperature, "temperature (0 = greedy)")->capture_default_str();
+  generate->add_option("--top-p", gen_options.top_p, "nucleus sampling mass")->capture_default_str();
+  generate->add_option("--seed", gen_options.seed, "random seed")->capture_default_str();
+
+  ModelArgs inspect_model;
+  inspect_model.require_tokenizer = false;
+  auto* inspect = app.add_subcommand("inspect", "config, tensors, shapes, dtypes and sizes of a model");
+  inspect_model.add_to(*inspect);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (threads > 0) {
+      omp_set_num_threads(threads);
+      openblas_set_num_threads(threads);
+    }
+    if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_json);
+    if (*generate) run_generate(gen_model, prompt, gen_options);
+    if (*inspect) run_inspect(inspect_model);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "fbq: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,56 @@
+#include "eval/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "eval/sampler.h"
+#include "model/transformer.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace fbq {
+
+GenerateResult generate(const Model& model, std::string_view prompt, const GenerateOptions& options,
+                        const std::function<void(const std::string&)>& on_text) {
+  if (!model.tokenizer) fail("generate: the model has no tokenizer");
+  if (options.max_new_tokens < 0) fail("generate: -n must be >= 0");
+  const auto& tokenizer = *model.tokenizer;
+  Sampler sampler(options.temperature, options.top_p, options.seed);
+
+  GenerateResult result;
+  result.prompt_tokens = tokenizer.encode(prompt, /*add_bos=*/true);
+  const int prompt_length = static_cast<int>(result.prompt_tokens.size());
+  if (prompt_length >= model.config.max_seq_len)
+    fail("generate: the prompt has {} tokens; the model's context is {}", prompt_length, model.config.max_seq_len);
+  const int new_tokens = std::min(options.max_new_tokens, model.config.max_seq_len - prompt_length);
+
+  const auto emit = [&](int previous, int token) {
+    const auto piece = tokenizer.decode_piece(previous, token);
+    result.text += piece;
+    if (on_text) on_text(piece);
+  };
+  for (int i = 1; i < prompt_length; ++i) emit(result.prompt_tokens[i - 1], result.prompt_tokens[i]);
+  if (new_tokens == 0) return result;
+
+  InferenceSession session(model, prompt_length + new_tokens);
+  auto start = std::chrono::steady_clock::now();
+  int token = sampler.sample(session.forward(result.prompt_tokens, 0, /*all_logits=*/false));
+  result.prefill_seconds = seconds_since(start);
+
+  start = std::chrono::steady_clock::now();
+  int previous = result.prompt_tokens.back();
+  while (true) {
+    if (token == model.config.eos_id || token == model.config.bos_id) break;
+    result.generated.push_back(token);
+    emit(previous, token);
+    if (static_cast<int>(result.generated.size()) == new_tokens) break;
+    const int single[] = {token};
+    previous = token;
+    token = sampler.sample(session.forward(single, session.cached_tokens(), /*all_logits=*/false));
+    ++result.decode_steps;
+  }
+  result.decode_seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace fbq

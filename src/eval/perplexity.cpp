@@ -1,0 +1,96 @@
+#include "eval/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "model/transformer.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace fbq {
+namespace {
+
+// -log softmax(logits)[target], accumulated in double.
+double negative_log_likelihood(std::span<const float> logits, int target) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double total = 0.0;
+  for (const float logit : logits) total += std::exp(static_cast<double>(logit) - max_logit);
+  return std::log(total) + max_logit - logits[target];
+}
+
+bool is_blank(const std::string& line) {
+  return line.find_first_not_of(" \t\r") == std::string::npos;
+}
+
+}  // namespace
+
+std::string read_paragraph_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open text file {}", path.string());
+  std::string text, paragraph, line;
+  const auto flush = [&] {
+    if (paragraph.empty()) return;
+    if (!text.empty()) text += "\n\n";
+    text += paragraph;
+    paragraph.clear();
+  };
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (is_blank(line)) {
+      flush();
+    } else {
+      if (!paragraph.empty()) paragraph += '\n';
+      paragraph += line;
+    }
+  }
+  flush();
+  if (text.empty()) fail("{}: no text found", path.string());
+  return text;
+}
+
+PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options) {
+  if (options.ctx < 2) fail("perplexity: --ctx must be at least 2 (got {})", options.ctx);
+  if (options.ctx > model.config.max_seq_len)
+    fail("perplexity: --ctx {} exceeds the model's context of {} tokens", options.ctx, model.config.max_seq_len);
+  const std::int64_t total = static_cast<std::int64_t>(tokens.size());
+  int windows = static_cast<int>((total + options.ctx - 1) / options.ctx);
+  if (total % options.ctx == 1) --windows;  // a one-token tail has nothing to score
+  if (options.max_windows > 0) windows = std::min(windows, options.max_windows);
+  if (windows == 0) fail("perplexity: the text has only {} tokens; need at least 2", total);
+
+  const auto start = std::chrono::steady_clock::now();
+  InferenceSession session(model, options.ctx);
+  Progress progress("perplexity", windows, options.progress);
+  double sum = 0.0, sum_squares = 0.0;
+  std::int64_t scored = 0;
+  for (int w = 0; w < windows; ++w) {
+    const std::int64_t begin = static_cast<std::int64_t>(w) * options.ctx;
+    const int length = static_cast<int>(std::min<std::int64_t>(options.ctx, total - begin));
+    const auto window = tokens.subspan(begin, length);
+    session.reset();
+    const auto logits = session.forward(window, 0, /*all_logits=*/true);
+    for (int t = 0; t + 1 < length; ++t) {
+      const double nll = negative_log_likelihood(logits.subspan(static_cast<std::size_t>(t) * model.config.vocab_size,
+                                                                model.config.vocab_size),
+                                                 window[t + 1]);
+      sum += nll;
+      sum_squares += nll * nll;
+      ++scored;
+    }
+    progress.update(w + 1, fmt::format("ppl {:.3f}", std::exp(sum / scored)));
+  }
+  PerplexityResult result;
+  result.mean_nll = sum / scored;
+  result.ppl = std::exp(result.mean_nll);
+  const double variance = std::max(0.0, sum_squares / scored - result.mean_nll * result.mean_nll);
+  result.ppl_stderr = scored > 1 ? result.ppl * std::sqrt(variance / static_cast<double>(scored - 1)) : 0.0;
+  result.tokens = scored;
+  result.windows = windows;
+  result.seconds = seconds_since(start);
+  progress.finish(fmt::format("ppl {:.3f}", result.ppl));
+  return result;
+}
+
+}  // namespace fbq

@@ -1,0 +1,35 @@
+#pragma once
+// Perplexity by the protocol of DESIGN §5: paragraphs joined with "\n\n", tokenized once with one BOS,
+// non-overlapping windows of `ctx` tokens, every token but each window's first is scored.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "model/model.h"
+
+namespace fbq {
+
+// The test text of a file: its paragraphs (separated by blank lines) joined with "\n\n".
+std::string read_paragraph_text(const std::filesystem::path& path);
+
+struct PerplexityResult {
+  double ppl = 0;
+  double ppl_stderr = 0;   // delta method: ppl · sd(nll) / sqrt(n)
+  double mean_nll = 0;
+  std::int64_t tokens = 0;  // tokens scored
+  int windows = 0;
+  double seconds = 0;
+};
+
+struct PerplexityOptions {
+  int ctx = 256;
+  int max_windows = 0;  // 0 = the whole text
+  bool progress = true;
+};
+
+// A trailing partial window is scored too when it holds at least two tokens.
+PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options);
+
+}  // namespace fbq

@@ -1,0 +1,176 @@
+#include "model/transformer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+// HF rotate-half RoPE on one head: dimension i is paired with i + head_dim/2.
+void apply_rope(float* head, const float* cos, const float* sin, int half) {
+  for (int i = 0; i < half; ++i) {
+    const float x0 = head[i], x1 = head[i + half];
+    head[i] = x0 * cos[i] - x1 * sin[i];
+    head[i + half] = x0 * sin[i] + x1 * cos[i];
+  }
+}
+
+void add_in_place(float* x, const float* delta, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) x[i] += delta[i];
+}
+
+}  // namespace
+
+void rms_norm(const float* x, const float* weight, int size, float eps, float* out) {
+  float sum_squares = 0.0f;
+  for (int i = 0; i < size; ++i) sum_squares += x[i] * x[i];
+  const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(size) + eps);
+  for (int i = 0; i < size; ++i) out[i] = weight[i] * (inv_rms * x[i]);
+}
+
+InferenceSession::InferenceSession(const Model& model, int max_context)
+    : model_(model), max_context_(max_context > 0 ? max_context : model.config.max_seq_len) {
+  const auto& c = model.config;
+  const int half = c.head_dim / 2;
+  rope_cos_.resize(static_cast<std::size_t>(max_context_) * half);
+  rope_sin_.resize(rope_cos_.size());
+  for (int i = 0; i < half; ++i) {
+    // float32 frequencies and angles, as the reference PyTorch and llama2.c implementations compute them.
+    const float inv_freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
+    for (int pos = 0; pos < max_context_; ++pos) {
+      const float angle = static_cast<float>(pos) * inv_freq;
+      rope_cos_[static_cast<std::size_t>(pos) * half + i] = std::cos(angle);
+      rope_sin_[static_cast<std::size_t>(pos) * half + i] = std::sin(angle);
+    }
+  }
+  const std::size_t cache = static_cast<std::size_t>(c.n_layers) * max_context_ * c.kv_dim();
+  key_cache_.assign(cache, 0.0f);
+  value_cache_.assign(cache, 0.0f);
+  scores_.resize(static_cast<std::size_t>(omp_get_max_threads()) * max_context_);
+}
+
+void InferenceSession::ensure_scratch(int n_tokens) {
+  if (n_tokens <= scratch_tokens_) return;
+  const auto& c = model_.config;
+  const std::size_t n = n_tokens;
+  x_.resize(n * c.dim);
+  normed_.resize(n * c.dim);
+  q_.resize(n * c.q_dim());
+  k_.resize(n * c.kv_dim());
+  v_.resize(n * c.kv_dim());
+  attn_out_.resize(n * c.q_dim());
+  gate_.resize(n * c.hidden_dim);
+  up_.resize(n * c.hidden_dim);
+  projected_.resize(n * c.dim);
+  scratch_tokens_ = n_tokens;
+}
+
+void InferenceSession::attention(int layer, int n_tokens, int position) {
+  const auto& c = model_.config;
+  const int head_dim = c.head_dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
+  const int group = c.n_heads / c.n_kv_heads;
+  const float* keys = &key_cache_[static_cast<std::size_t>(layer) * max_context_ * kv_dim];
+  const float* values = &value_cache_[static_cast<std::size_t>(layer) * max_context_ * kv_dim];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int t = 0; t < n_tokens; ++t) {
+    for (int h = 0; h < c.n_heads; ++h) {
+      float* scores = &scores_[static_cast<std::size_t>(omp_get_thread_num()) * max_context_];
+      const float* query = &q_[static_cast<std::size_t>(t) * q_dim + h * head_dim];
+      const int kv_offset = (h / group) * head_dim;
+      const int visible = position + t + 1;  // causal: this token and everything before it
+      float max_score = -INFINITY;
+      for (int s = 0; s < visible; ++s) {
+        const float* key = keys + static_cast<std::size_t>(s) * kv_dim + kv_offset;
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
+        scores[s] = dot * scale;
+        max_score = std::max(max_score, scores[s]);
+      }
+      float total = 0.0f;
+      for (int s = 0; s < visible; ++s) {
+        scores[s] = std::exp(scores[s] - max_score);
+        total += scores[s];
+      }
+      float* out = &attn_out_[static_cast<std::size_t>(t) * q_dim + h * head_dim];
+      std::fill(out, out + head_dim, 0.0f);
+      for (int s = 0; s < visible; ++s) {
+        const float weight = scores[s] / total;
+        const float* value = values + static_cast<std::size_t>(s) * kv_dim + kv_offset;
+        for (int d = 0; d < head_dim; ++d) out[d] += weight * value[d];
+      }
+    }
+  }
+}
+
+std::span<const float> InferenceSession::forward(std::span<const int> tokens, int position, bool all_logits) {
+  const auto& c = model_.config;
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) fail("forward: no tokens");
+  if (position != cached_tokens_) fail("forward: position {} but {} tokens are cached", position, cached_tokens_);
+  if (position + n > max_context_)
+    fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
+  ensure_scratch(n);
+
+  for (int t = 0; t < n; ++t) {
+    const int token = tokens[t];
+    if (token < 0 || token >= c.vocab_size) fail("forward: token id {} outside the vocabulary [0, {})", token, c.vocab_size);
+    const float* row = model_.embedding->data() + static_cast<std::size_t>(token) * c.dim;
+    std::copy(row, row + c.dim, &x_[static_cast<std::size_t>(t) * c.dim]);
+  }
+
+  const int half = c.head_dim / 2, kv_dim = c.kv_dim();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto& layer = model_.layers[l];
+    for (int t = 0; t < n; ++t)
+      rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], layer.attn_norm.data(), c.dim, c.rms_eps,
+               &normed_[static_cast<std::size_t>(t) * c.dim]);
+    layer.q_proj->forward(normed_.data(), n, q_.data());
+    layer.k_proj->forward(normed_.data(), n, k_.data());
+    layer.v_proj->forward(normed_.data(), n, v_.data());
+
+    for (int t = 0; t < n; ++t) {
+      const std::size_t pos = position + t;
+      const float* cos = &rope_cos_[pos * half];
+      const float* sin = &rope_sin_[pos * half];
+      for (int h = 0; h < c.n_heads; ++h) apply_rope(&q_[static_cast<std::size_t>(t) * c.q_dim() + h * c.head_dim], cos, sin, half);
+      for (int h = 0; h < c.n_kv_heads; ++h) apply_rope(&k_[static_cast<std::size_t>(t) * kv_dim + h * c.head_dim], cos, sin, half);
+      const std::size_t slot = (static_cast<std::size_t>(l) * max_context_ + pos) * kv_dim;
+      std::copy_n(&k_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &key_cache_[slot]);
+      std::copy_n(&v_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &value_cache_[slot]);
+    }
+    attention(l, n, position);
+    layer.o_proj->forward(attn_out_.data(), n, projected_.data());
+    add_in_place(x_.data(), projected_.data(), static_cast<std::size_t>(n) * c.dim);
+
+    for (int t = 0; t < n; ++t)
+      rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], layer.ffn_norm.data(), c.dim, c.rms_eps,
+               &normed_[static_cast<std::size_t>(t) * c.dim]);
+    layer.gate_proj->forward(normed_.data(), n, gate_.data());
+    layer.up_proj->forward(normed_.data(), n, up_.data());
+    const std::size_t hidden = static_cast<std::size_t>(n) * c.hidden_dim;
+    for (std::size_t i = 0; i < hidden; ++i) {
+      const float g = gate_[i];
+      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) · up
+    }
+    layer.down_proj->forward(gate_.data(), n, projected_.data());
+    add_in_place(x_.data(), projected_.data(), static_cast<std::size_t>(n) * c.dim);
+  }
+  cached_tokens_ += n;
+
+  const int first = all_logits ? 0 : n - 1;
+  const int rows = n - first;
+  for (int t = first; t < n; ++t)
+    rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], model_.final_norm.data(), c.dim, c.rms_eps,
+             &normed_[static_cast<std::size_t>(t - first) * c.dim]);
+  logits_.resize(static_cast<std::size_t>(rows) * c.vocab_size);
+  model_.lm_head->forward(normed_.data(), rows, logits_.data());
+  return logits_;
+}
+
+}  // namespace fbq

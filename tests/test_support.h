@@ -1,0 +1,103 @@
+#pragma once
+// Shared helpers for the test suite: where reference data lives, skipping when it is absent, small
+// file utilities and a minimal .npy reader for PyTorch reference outputs.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fbq::test {
+
+inline std::filesystem::path shared_dir() { return FBQ_SHARED_DIR; }
+inline std::filesystem::path source_dir() { return FBQ_SOURCE_DIR; }
+// The bundled default model (committed to the repository).
+inline std::filesystem::path bundled_model() { return source_dir() / "models" / "ref-llama-12m"; }
+
+// Skips the current test, visibly, when a reference file is missing (a fresh clone without ../shared).
+#define FBQ_REQUIRE_FILE(path)                                                            \
+  do {                                                                                    \
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << "reference data not found: " << (path); \
+  } while (0)
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("fbq_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  static int& counter() {
+    static int value = 0;
+    return value;
+  }
+  std::filesystem::path path_;
+};
+
+template <typename T>
+struct NpyArray {
+  std::vector<std::int64_t> shape;
+  std::vector<T> values;
+};
+
+// Reads a little-endian, C-order .npy of `descr` ("<f4", "<i4", "<i8").
+template <typename T>
+NpyArray<T> read_npy(const std::filesystem::path& path, const std::string& descr) {
+  const auto bytes = read_file(path);
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw std::runtime_error("not a .npy file");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_len, header_start;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    header_start = 10;
+  } else {
+    std::uint32_t len;
+    std::memcpy(&len, bytes.data() + 8, 4);
+    header_len = len;
+    header_start = 12;
+  }
+  const auto header = bytes.substr(header_start, header_len);
+  if (header.find("'descr': '" + descr + "'") == std::string::npos) throw std::runtime_error("unexpected dtype: " + header);
+  if (header.find("'fortran_order': False") == std::string::npos) throw std::runtime_error("fortran order");
+  NpyArray<T> array;
+  std::smatch match;
+  std::regex_search(header, match, std::regex(R"(\(([^)]*)\))"));
+  std::stringstream dims(match[1].str());
+  std::string dim;
+  std::int64_t count = 1;
+  while (std::getline(dims, dim, ','))
+    if (dim.find_first_not_of(' ') != std::string::npos) {
+      array.shape.push_back(std::stoll(dim));
+      count *= array.shape.back();
+    }
+  array.values.resize(static_cast<std::size_t>(count));
+  const std::size_t data_start = header_start + header_len;
+  if (bytes.size() < data_start + count * sizeof(T)) throw std::runtime_error("truncated .npy");
+  std::memcpy(array.values.data(), bytes.data() + data_start, count * sizeof(T));
+  return array;
+}
+
+}  // namespace fbq::test

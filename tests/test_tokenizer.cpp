@@ -1,0 +1,274 @@
+// Tokenizer tests against real tokenizer files from ../shared (skipped, visibly, where it is absent).
+//
+// llama.cpp conformance vectors (tests/test-tokenizer-0, ggml-vocab-llama-spm.gguf.{inp,out}):
+// - llama.cpp's generator writes every input followed by "\n__ggml_vocab_test__\n", so the inputs are
+//   exactly the pieces between those whole separators, newlines included: the separator's newlines are
+//   not part of any input, an input may be empty ("") or consist of newlines only ("\n\n"), and the file
+//   ends with a separator (nothing after the last one is an input).
+// - The .out file has one line per input: " id id ..." (each id preceded by a space), an empty line for "".
+// - The ids are the Hugging Face LLaMA tokenizer's `encode(text, add_special_tokens=False)`, which
+//   llama.cpp's test reproduces with add_special=false: no BOS, but SentencePiece's dummy prefix is still
+//   applied, i.e. a space is prepended to every non-empty input before it is split. So "Hello" -> "▁Hello"
+//   (15043), " Hello" -> "▁" "▁Hello" (29871 15043), "\n" -> "▁" "\n" (29871 13), and "" -> nothing.
+//   That is libsentencepiece's plain Encode of the text, i.e. our encode(text, /*add_bos=*/false).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path shared_path(const std::string& relative) { return fs::path(FBQ_SHARED_DIR) / relative; }
+
+// The first of `paths` that does not exist (for a visible skip message), or "" when all do.
+std::string first_missing(std::initializer_list<fs::path> paths) {
+  for (const fs::path& path : paths)
+    if (!fs::exists(path)) return path.string();
+  return {};
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), {});
+}
+
+void write_file(const fs::path& path, std::string_view bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// Control characters spelled out so that a failing case's input is readable in the log.
+std::string escaped(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '"') out += "\\\"";
+    else out += c;
+  }
+  return out + "\"";
+}
+
+std::string joined(const std::vector<int>& ids) {
+  std::string out;
+  for (int id : ids) out += (out.empty() ? "" : " ") + std::to_string(id);
+  return "[" + out + "]";
+}
+
+std::vector<std::string> split_on(const std::string& text, const std::string& separator) {
+  std::vector<std::string> pieces;
+  size_t start = 0;
+  for (size_t at; (at = text.find(separator, start)) != std::string::npos; start = at + separator.size())
+    pieces.push_back(text.substr(start, at - start));
+  EXPECT_EQ(start, text.size()) << "text after the last separator";
+  return pieces;
+}
+
+TEST(Tokenizer, SentencePieceMatchesLlamaCppVectors) {
+  const fs::path model = shared_path("tokenizers/llama2-tokenizer.model");
+  const fs::path inputs_file = shared_path("tokenizers/ggml-vocab-llama-spm.gguf.inp");
+  const fs::path expected_file = shared_path("tokenizers/ggml-vocab-llama-spm.gguf.out");
+  if (auto missing = first_missing({model, inputs_file, expected_file}); !missing.empty())
+    GTEST_SKIP() << "shared data not found: " << missing;
+
+  const std::vector<std::string> inputs = split_on(read_file(inputs_file), "\n__ggml_vocab_test__\n");
+  std::vector<std::vector<int>> expected;
+  std::istringstream expected_lines(read_file(expected_file));
+  for (std::string line; std::getline(expected_lines, line);) {
+    std::istringstream ids(line);
+    expected.emplace_back(std::istream_iterator<int>(ids), std::istream_iterator<int>());
+  }
+  ASSERT_FALSE(inputs.empty());
+  ASSERT_EQ(inputs.size(), expected.size()) << "inputs vs lines of expected ids";
+
+  const auto tokenizer = load_tokenizer(model);
+  int matching = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::vector<int> ids = tokenizer->encode(inputs[i], /*add_bos=*/false);
+    if (ids == expected[i]) ++matching;
+    else
+      ADD_FAILURE() << "case " << i << " input " << escaped(inputs[i]) << "\n  expected " << joined(expected[i])
+                    << "\n  got      " << joined(ids);
+  }
+  EXPECT_EQ(matching, int(inputs.size()));
+}
+
+TEST(Tokenizer, SentencePieceRoundTripsUnicode) {
+  const fs::path model = shared_path("tokenizers/mistral-v1-tokenizer.model");
+  if (auto missing = first_missing({model}); !missing.empty()) GTEST_SKIP() << "shared data not found: " << missing;
+  const auto tokenizer = load_tokenizer(model);
+  ASSERT_EQ(tokenizer->vocab_size(), 32000);
+
+  for (const std::string text : {"Hello world", " leading space, and two  inside", "naïve café — Grüße, Ελληνικά",
+                                 "日本語のテキスト", "emoji 🦙🚀 and a joined one 👩‍💻!", "tabs\tand\nnew\n\nlines"}) {
+    const std::vector<int> ids = tokenizer->encode(text, /*add_bos=*/true);
+    ASSERT_FALSE(ids.empty());
+    EXPECT_EQ(ids.front(), tokenizer->bos_id()) << escaped(text);
+    EXPECT_EQ(tokenizer->decode(ids), text) << joined(ids);
+  }
+  // Without BOS before it, the first piece keeps the dummy-prefix space: decode is a plain concatenation.
+  EXPECT_EQ(tokenizer->decode(tokenizer->encode("Hello", /*add_bos=*/false)), " Hello");
+}
+
+struct TokenizerPair {
+  const char* bin;
+  const char* model;
+  int vocab_size;
+};
+
+void PrintTo(const TokenizerPair& pair, std::ostream* out) { *out << pair.bin; }
+
+class Llama2cVersusSentencePiece : public ::testing::TestWithParam<TokenizerPair> {};
+
+// run.c's encoder is SentencePiece BPE re-implemented (highest-scoring merge first, byte fallback), so on
+// text the SentencePiece normalizer leaves alone the two must agree. They differ, by design, where it does
+// not: these .model files keep SentencePiece's default remove_extra_whitespaces, which drops leading and
+// trailing spaces and collapses runs of spaces, while run.c tokenizes the text as given.
+TEST_P(Llama2cVersusSentencePiece, SameIdsAndRoundTrip) {
+  const fs::path bin = shared_path(GetParam().bin);
+  const fs::path model = shared_path(GetParam().model);
+  if (auto missing = first_missing({bin, model}); !missing.empty()) GTEST_SKIP() << "shared data not found: " << missing;
+  const auto llama2c = load_tokenizer(bin, GetParam().vocab_size);
+  const auto sentencepiece = load_tokenizer(model);
+  ASSERT_EQ(llama2c->vocab_size(), sentencepiece->vocab_size());
+
+  for (const std::string text : {"Once upon a time, there was a little girl named Lily.",
+                                 "She loved to play outside in the sunshine!", "\"Can I have it?\" asked Tom.",
+                                 "The dog ran 123 miles and then slept.", "Zebras quickly jumped over 7 lazy foxes."}) {
+    const std::vector<int> ids = llama2c->encode(text, /*add_bos=*/true);
+    EXPECT_EQ(ids, sentencepiece->encode(text, /*add_bos=*/true)) << escaped(text);
+    EXPECT_EQ(llama2c->decode(ids), text) << joined(ids);
+  }
+
+  // Unknown codepoints: byte tokens in tok512 (which has <0x00>..<0xFF>), UNK in tok105 (which has not,
+  // and lacks even "\n").
+  const std::string unusual = "naïve café 🦙 Grüße\nnext line";
+  EXPECT_EQ(llama2c->encode(unusual, true), sentencepiece->encode(unusual, true));
+
+  // The whitespace difference described above.
+  const std::string spaced = " two  spaces";
+  EXPECT_NE(llama2c->encode(spaced, true), sentencepiece->encode(spaced, true));
+  EXPECT_EQ(sentencepiece->decode(sentencepiece->encode(spaced, true)), "two spaces");
+  EXPECT_EQ(llama2c->decode(llama2c->encode(spaced, true)), spaced);
+}
+
+// Long real text exercises many merge orders in the heap-based encoder against SentencePiece's.
+TEST_P(Llama2cVersusSentencePiece, SameIdsOnNovelParagraphs) {
+  const fs::path bin = shared_path(GetParam().bin);
+  const fs::path model = shared_path(GetParam().model);
+  const fs::path novel = shared_path("data/moby-test.txt");
+  if (auto missing = first_missing({bin, model, novel}); !missing.empty())
+    GTEST_SKIP() << "shared data not found: " << missing;
+  const auto llama2c = load_tokenizer(bin, GetParam().vocab_size);
+  const auto sentencepiece = load_tokenizer(model);
+
+  std::istringstream lines(read_file(novel));
+  int compared = 0;
+  for (std::string paragraph; compared < 200 && std::getline(lines, paragraph);) {
+    // Keep to text the normalizer leaves alone (see above).
+    if (paragraph.empty() || paragraph.front() == ' ' || paragraph.back() == ' ' ||
+        paragraph.find("  ") != std::string::npos)
+      continue;
+    ++compared;
+    EXPECT_EQ(llama2c->encode(paragraph, true), sentencepiece->encode(paragraph, true)) << escaped(paragraph);
+  }
+  EXPECT_EQ(compared, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokenizer, Llama2cVersusSentencePiece,
+                         ::testing::Values(TokenizerPair{"models/stories260K/tok512.bin",
+                                                         "models/stories260K/tok512.model", 512},
+                                           TokenizerPair{"models/babyllama-128/tok105.bin",
+                                                         "models/babyllama-128/tok105.model", 105}),
+                         [](const auto& info) { return std::to_string(info.param.vocab_size); });
+
+TEST(Tokenizer, Llama2cDropsDummyPrefixAfterBos) {
+  const fs::path bin = shared_path("models/stories260K/tok512.bin");
+  if (auto missing = first_missing({bin}); !missing.empty()) GTEST_SKIP() << "shared data not found: " << missing;
+  const auto tokenizer = load_tokenizer(bin, 512);
+
+  const std::vector<int> ids = tokenizer->encode("Once upon a time", /*add_bos=*/true);
+  RecordProperty("ids", joined(ids));
+  ASSERT_GE(ids.size(), 2u);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ(tokenizer->decode_piece(ids[0], ids[1]), "Once");
+  EXPECT_EQ(tokenizer->decode_piece(ids[2], ids[1]), " Once");  // elsewhere the space is text
+  EXPECT_EQ(tokenizer->decode(ids), "Once upon a time");
+}
+
+// EXPECT_THROW of fbq::Error whose message names `path`.
+#define EXPECT_ERROR_NAMING(statement, path)                                                        \
+  EXPECT_THROW(                                                                                     \
+      {                                                                                             \
+        try {                                                                                       \
+          statement;                                                                                \
+        } catch (const Error& error) {                                                              \
+          EXPECT_NE(std::string(error.what()).find((path).string()), std::string::npos) << error.what(); \
+          throw;                                                                                    \
+        }                                                                                           \
+      },                                                                                            \
+      Error)
+
+class TokenizerErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    directory_ = fs::path(::testing::TempDir()) /
+                 ("fbq_tokenizer_" + std::to_string(::getpid()) + "_" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(directory_);
+  }
+  void TearDown() override { fs::remove_all(directory_); }
+
+  fs::path directory_;
+};
+
+TEST_F(TokenizerErrors, MissingFile) {
+  EXPECT_ERROR_NAMING(load_tokenizer(directory_ / "absent.model"), directory_ / "absent.model");
+  EXPECT_ERROR_NAMING(load_tokenizer(directory_ / "absent.bin", 512), directory_ / "absent.bin");
+}
+
+TEST_F(TokenizerErrors, GarbageSentencePieceModel) {
+  const fs::path garbage = directory_ / "garbage.model";
+  write_file(garbage, "this is not a SentencePiece model, just some text\n");
+  EXPECT_ERROR_NAMING(load_tokenizer(garbage), garbage);
+}
+
+TEST_F(TokenizerErrors, MalformedLlama2cFile) {
+  const fs::path original = shared_path("models/stories260K/tok512.bin");
+  if (auto missing = first_missing({original}); !missing.empty()) GTEST_SKIP() << "shared data not found: " << missing;
+  const std::string bytes = read_file(original);
+  const fs::path broken = directory_ / "broken.bin";
+
+  // Cut inside the header, inside a record's score/length, inside a piece, and just before the end.
+  for (size_t size : {size_t(2), size_t(4), size_t(10), size_t(15), bytes.size() - 1}) {
+    write_file(broken, std::string_view(bytes).substr(0, size));
+    EXPECT_ERROR_NAMING(load_tokenizer(broken, 512), broken) << "truncated to " << size << " bytes";
+  }
+
+  // max_token_length 4 while token 0 ("<unk>") is 5 bytes long.
+  std::string short_max = bytes;
+  short_max[0] = 4;
+  write_file(broken, short_max);
+  EXPECT_ERROR_NAMING(load_tokenizer(broken, 512), broken);
+
+  write_file(broken, bytes);
+  EXPECT_ERROR_NAMING(load_tokenizer(broken, 0), broken);
+  EXPECT_ERROR_NAMING(load_tokenizer(broken, 511), broken);  // a token left over: wrong vocab size
+  EXPECT_ERROR_NAMING(load_tokenizer(broken, 513), broken);
+  EXPECT_NO_THROW(load_tokenizer(broken, 512));
+}
+
+}  // namespace
+}  // namespace fbq
