@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libopenblas-dev liblapacke-dev
+  libopenblas-dev libopenblas-openmp-dev liblapacke-dev
   nlohmann-json3-dev libsentencepiece-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libomp-dev
 )

@@ -126,7 +126,7 @@ TEST(Perplexity, WindowsAndScoredTokens) {
   options.progress = false;
   const auto result = evaluate_perplexity(model, tokens, options);
   const auto n = static_cast<std::int64_t>(tokens.size());
-  const auto windows = (n + 7) / 8 - (n % 8 == 1);
+  const auto windows = n / 8;  // whole windows only
   EXPECT_EQ(result.windows, windows);
   EXPECT_EQ(result.tokens, n - windows);  // every token but each window's first
   EXPECT_TRUE(std::isfinite(result.ppl));
@@ -135,6 +135,8 @@ TEST(Perplexity, WindowsAndScoredTokens) {
   EXPECT_GT(result.ppl_stderr, 0.0);
   options.max_windows = 1;
   EXPECT_EQ(evaluate_perplexity(model, tokens, options).tokens, 7);
+  options.ctx = static_cast<int>(n) + 1;
+  EXPECT_THROW(evaluate_perplexity(model, tokens, options), Error) << "text shorter than one window";
 }
 
 }  // namespace

@@ -55,10 +55,10 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   if (options.ctx > model.config.max_seq_len)
     fail("perplexity: --ctx {} exceeds the model's context of {} tokens", options.ctx, model.config.max_seq_len);
   const std::int64_t total = static_cast<std::int64_t>(tokens.size());
-  int windows = static_cast<int>((total + options.ctx - 1) / options.ctx);
-  if (total % options.ctx == 1) --windows;  // a one-token tail has nothing to score
+  // Whole windows only: the reference PyTorch figures drop the partial tail window.
+  int windows = static_cast<int>(total / options.ctx);
   if (options.max_windows > 0) windows = std::min(windows, options.max_windows);
-  if (windows == 0) fail("perplexity: the text has only {} tokens; need at least 2", total);
+  if (windows == 0) fail("perplexity: the text has {} tokens, fewer than one window of --ctx {}", total, options.ctx);
 
   const auto start = std::chrono::steady_clock::now();
   InferenceSession session(model, options.ctx);
@@ -67,11 +67,10 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   std::int64_t scored = 0;
   for (int w = 0; w < windows; ++w) {
     const std::int64_t begin = static_cast<std::int64_t>(w) * options.ctx;
-    const int length = static_cast<int>(std::min<std::int64_t>(options.ctx, total - begin));
-    const auto window = tokens.subspan(begin, length);
+    const auto window = tokens.subspan(begin, options.ctx);
     session.reset();
     const auto logits = session.forward(window, 0, /*all_logits=*/true);
-    for (int t = 0; t + 1 < length; ++t) {
+    for (int t = 0; t + 1 < options.ctx; ++t) {
       const double nll = negative_log_likelihood(logits.subspan(static_cast<std::size_t>(t) * model.config.vocab_size,
                                                                 model.config.vocab_size),
                                                  window[t + 1]);

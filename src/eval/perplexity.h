@@ -29,7 +29,7 @@ struct PerplexityOptions {
   bool progress = true;
 };
 
-// A trailing partial window is scored too when it holds at least two tokens.
+// Only whole windows are scored (a partial tail window is dropped, as in the reference PyTorch figures).
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options);
 
 }  // namespace fbq

@@ -46,9 +46,12 @@ class Llama2cTokenizer final : public Tokenizer {
     std::vector<int> ids;
     if (add_bos) ids.push_back(kBosId);
     if (text.empty()) return ids;  // run.c adds the dummy prefix only to non-empty text
-    std::string prefixed = " ";
-    prefixed += text;
-    const std::vector<int> merged = merge(split_codepoints(prefixed));
+    // The prefix is a symbol of its own (not glued to the text) so that a stray UTF-8 continuation byte
+    // at the start of the text is not grouped with it.
+    std::vector<int> symbols;
+    split_codepoints(" ", symbols);
+    split_codepoints(text, symbols);
+    const std::vector<int> merged = merge(std::move(symbols));
     ids.insert(ids.end(), merged.begin(), merged.end());
     return ids;
   }
@@ -75,10 +78,9 @@ class Llama2cTokenizer final : public Tokenizer {
     return it == ids_.end() ? -1 : it->second;
   }
 
-  // One token per UTF-8 codepoint (a lead byte plus up to three continuation bytes, as run.c groups
-  // them); a codepoint without a piece becomes one byte token per byte.
-  std::vector<int> split_codepoints(std::string_view text) const {
-    std::vector<int> ids;
+  // Appends one token per UTF-8 codepoint (a lead byte plus up to three continuation bytes, as run.c
+  // groups them); a codepoint without a piece becomes one byte token per byte.
+  void split_codepoints(std::string_view text, std::vector<int>& ids) const {
     for (size_t start = 0; start < text.size();) {
       size_t length = 1;
       while (length < 4 && start + length < text.size() && is_utf8_continuation(text[start + length])) ++length;
@@ -95,7 +97,6 @@ class Llama2cTokenizer final : public Tokenizer {
       }
       start += length;
     }
-    return ids;
   }
 
   // run.c repeatedly merges the adjacent pair whose concatenation is the highest-scoring piece (the
@@ -103,8 +104,8 @@ class Llama2cTokenizer final : public Tokenizer {
   // max-heap of candidate pairs over a linked list of symbols, dropping candidates that went stale.
   struct Candidate {
     float score;
-    int left, right;             // symbol positions; a merged symbol keeps its left position
-    int left_id, right_id;       // the ids the pair had when it was proposed
+    int left, right;        // symbol positions; a merged symbol keeps its left position
+    int left_id, right_id;  // the ids the pair had when it was proposed
     int merged_id;
     bool operator<(const Candidate& other) const {  // priority order: higher score, then further left
       return score != other.score ? score < other.score : left > other.left;
@@ -191,7 +192,8 @@ static_assert(sizeof(float) == 4 && std::endian::native == std::endian::little,
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& path, int vocab_size) {
   const std::string name = path.string();
   std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) fail("{}: tokenizer file not found (or not a regular file)", name);
+  if (!std::filesystem::is_regular_file(path, error))
+    fail("{}: tokenizer file not found (or not a regular file)", name);
   // The ids 0..2 are UNK/BOS/EOS by llama2.c convention, so a usable vocabulary has at least those.
   if (vocab_size < 3)
     fail("{}: vocab size {} is too small (llama2.c tokenizers need <unk>, <s>, </s>)", name, vocab_size);
@@ -213,8 +215,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& p
   }
   // Leftover bytes mean the file holds more tokens than the model's vocabulary: a mismatched pair.
   if (reader.remaining() > 0)
-    fail("{}: {} bytes follow the {} tokens; does this tokenizer belong to a model with a different vocab size?",
-         name, reader.remaining(), vocab_size);
+    fail("{}: {} bytes follow the {} tokens; does this tokenizer belong to a model with a different vocab size?", name,
+         reader.remaining(), vocab_size);
   return std::make_unique<Llama2cTokenizer>(name, std::move(pieces), std::move(scores));
 }
 

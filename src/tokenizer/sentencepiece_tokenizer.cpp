@@ -14,7 +14,8 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::filesystem::path& path) : path_(path.string()) {
     std::error_code error;
-    if (!std::filesystem::is_regular_file(path, error)) fail("{}: tokenizer file not found (or not a regular file)", path_);
+    if (!std::filesystem::is_regular_file(path, error))
+      fail("{}: tokenizer file not found (or not a regular file)", path_);
     if (const auto status = processor_.Load(path_); !status.ok())
       fail("{}: not a SentencePiece model ({})", path_, status.ToString());
   }
