@@ -31,7 +31,8 @@ class Tokenizer {
 };
 
 // Picks the back end from the file: `.model` => SentencePiece, anything else => llama2.c tokenizer.bin.
-// `vocab_size` is needed by llama2.c files (they do not record it); pass 0 for SentencePiece.
+// `vocab_size` is needed by llama2.c files (they do not record it) and must match the file's token count
+// exactly; pass 0 for SentencePiece.
 // Throws fbq::Error with a one-line message on a missing or malformed file.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size = 0);
 

@@ -1,5 +1,0 @@
-if(EXISTS "/work/main/build/fbq_tests[1]_tests.cmake")
-  include("/work/main/build/fbq_tests[1]_tests.cmake")
-else()
-  add_test(fbq_tests_NOT_BUILT fbq_tests_NOT_BUILT)
-endif()
