@@ -75,6 +75,15 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   c.tie_embeddings = optional_value<bool>(config, "tie_word_embeddings", false, source);
   c.bos_id = optional_value<int>(config, "bos_token_id", 1, source);
   c.eos_id = optional_value<int>(config, "eos_token_id", 2, source);
+  if (const auto quant = config.find("quantization_config"); quant != config.end()) {
+    if (!quant->is_object()) fail("{}: quantization_config must be an object", source);
+    const auto format = quant->value("format", std::string());
+    if (format != kPackedFormat)
+      fail("{}: quantization_config format '{}' is not '{}' (other packed formats are not readable yet)", source,
+           format, kPackedFormat);
+    c.quant_bits = required_int(*quant, "bits", source);
+    c.quant_group_size = required_int(*quant, "group_size", source);
+  }
   c.validate(source);
   return c;
 }

@@ -19,12 +19,18 @@ struct ModelConfig {
   bool tie_embeddings = false;
   int bos_id = 1;
   int eos_id = 2;
+  // From config.json "quantization_config" of a packed fbquant model; 0 = not quantized.
+  int quant_bits = 0;
+  int quant_group_size = 0;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   // Throws fbq::Error naming `source` when a field is missing, non-positive or inconsistent.
   void validate(const std::string& source) const;
 };
+
+// The packed-weights layout this version reads and writes (docs/FORMAT.md).
+inline constexpr const char* kPackedFormat = "fbquant-rowpacked-v1";
 
 // Parses a Hugging Face LLaMA-family config.json.
 ModelConfig parse_hf_config(const std::filesystem::path& path);

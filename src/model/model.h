@@ -41,6 +41,35 @@ struct Model {
   std::size_t weight_bytes() const;  // bytes the runtime holds for embedding, norms and linears
 };
 
+// Reads a checkpoint piece by piece, so the quantization pipeline can hold one decoder layer at a time.
+// Linears stored packed (`<name>.qweight`, see docs/FORMAT.md) load as PackedLinear, others as DenseLinear.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::filesystem::path& path);  // HF directory or llama2.c .bin
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& format() const { return format_; }
+  // The tokenizer found beside the checkpoint (tokenizer.model / tokenizer.bin), if any.
+  std::optional<std::filesystem::path> default_tokenizer() const;
+
+  std::shared_ptr<const std::vector<float>> embedding() const;
+  DecoderLayer layer(int index) const;
+  std::vector<float> final_norm() const;
+  // Null when the embeddings are tied (the model reuses the embedding table).
+  std::unique_ptr<Linear> lm_head() const;
+  std::vector<SourceTensor> source_tensors() const;
+  // The file dtype of a float tensor (F32/F16/BF16), so a rewrite can keep it lossless.
+  DType dtype_of(const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  ModelConfig config_;
+  std::string format_;
+};
+
 struct LoadOptions {
   std::optional<std::filesystem::path> tokenizer;  // overrides the tokenizer found beside the model
   bool require_tokenizer = true;

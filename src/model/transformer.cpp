@@ -108,6 +108,47 @@ void InferenceSession::attention(int layer, int n_tokens, int position) {
   }
 }
 
+void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hidden, int n, int position) {
+  const auto& c = model_.config;
+  if (position + n > max_context_)
+    fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
+  ensure_scratch(n);
+  const int half = c.head_dim / 2, kv_dim = c.kv_dim();
+  for (int t = 0; t < n; ++t)
+    rms_norm(&hidden[static_cast<std::size_t>(t) * c.dim], layer.attn_norm.data(), c.dim, c.rms_eps,
+             &normed_[static_cast<std::size_t>(t) * c.dim]);
+  layer.q_proj->forward(normed_.data(), n, q_.data());
+  layer.k_proj->forward(normed_.data(), n, k_.data());
+  layer.v_proj->forward(normed_.data(), n, v_.data());
+
+  for (int t = 0; t < n; ++t) {
+    const std::size_t pos = position + t;
+    const float* cos = &rope_cos_[pos * half];
+    const float* sin = &rope_sin_[pos * half];
+    for (int h = 0; h < c.n_heads; ++h) apply_rope(&q_[static_cast<std::size_t>(t) * c.q_dim() + h * c.head_dim], cos, sin, half);
+    for (int h = 0; h < c.n_kv_heads; ++h) apply_rope(&k_[static_cast<std::size_t>(t) * kv_dim + h * c.head_dim], cos, sin, half);
+    const std::size_t slot = (static_cast<std::size_t>(l) * max_context_ + pos) * kv_dim;
+    std::copy_n(&k_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &key_cache_[slot]);
+    std::copy_n(&v_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &value_cache_[slot]);
+  }
+  attention(l, n, position);
+  layer.o_proj->forward(attn_out_.data(), n, projected_.data());
+  add_in_place(hidden, projected_.data(), static_cast<std::size_t>(n) * c.dim);
+
+  for (int t = 0; t < n; ++t)
+    rms_norm(&hidden[static_cast<std::size_t>(t) * c.dim], layer.ffn_norm.data(), c.dim, c.rms_eps,
+             &normed_[static_cast<std::size_t>(t) * c.dim]);
+  layer.gate_proj->forward(normed_.data(), n, gate_.data());
+  layer.up_proj->forward(normed_.data(), n, up_.data());
+  const std::size_t gated = static_cast<std::size_t>(n) * c.hidden_dim;
+  for (std::size_t i = 0; i < gated; ++i) {
+    const float g = gate_[i];
+    gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) · up
+  }
+  layer.down_proj->forward(gate_.data(), n, projected_.data());
+  add_in_place(hidden, projected_.data(), static_cast<std::size_t>(n) * c.dim);
+}
+
 std::span<const float> InferenceSession::forward(std::span<const int> tokens, int position, bool all_logits) {
   const auto& c = model_.config;
   const int n = static_cast<int>(tokens.size());
@@ -124,43 +165,7 @@ std::span<const float> InferenceSession::forward(std::span<const int> tokens, in
     std::copy(row, row + c.dim, &x_[static_cast<std::size_t>(t) * c.dim]);
   }
 
-  const int half = c.head_dim / 2, kv_dim = c.kv_dim();
-  for (int l = 0; l < c.n_layers; ++l) {
-    const auto& layer = model_.layers[l];
-    for (int t = 0; t < n; ++t)
-      rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], layer.attn_norm.data(), c.dim, c.rms_eps,
-               &normed_[static_cast<std::size_t>(t) * c.dim]);
-    layer.q_proj->forward(normed_.data(), n, q_.data());
-    layer.k_proj->forward(normed_.data(), n, k_.data());
-    layer.v_proj->forward(normed_.data(), n, v_.data());
-
-    for (int t = 0; t < n; ++t) {
-      const std::size_t pos = position + t;
-      const float* cos = &rope_cos_[pos * half];
-      const float* sin = &rope_sin_[pos * half];
-      for (int h = 0; h < c.n_heads; ++h) apply_rope(&q_[static_cast<std::size_t>(t) * c.q_dim() + h * c.head_dim], cos, sin, half);
-      for (int h = 0; h < c.n_kv_heads; ++h) apply_rope(&k_[static_cast<std::size_t>(t) * kv_dim + h * c.head_dim], cos, sin, half);
-      const std::size_t slot = (static_cast<std::size_t>(l) * max_context_ + pos) * kv_dim;
-      std::copy_n(&k_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &key_cache_[slot]);
-      std::copy_n(&v_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &value_cache_[slot]);
-    }
-    attention(l, n, position);
-    layer.o_proj->forward(attn_out_.data(), n, projected_.data());
-    add_in_place(x_.data(), projected_.data(), static_cast<std::size_t>(n) * c.dim);
-
-    for (int t = 0; t < n; ++t)
-      rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], layer.ffn_norm.data(), c.dim, c.rms_eps,
-               &normed_[static_cast<std::size_t>(t) * c.dim]);
-    layer.gate_proj->forward(normed_.data(), n, gate_.data());
-    layer.up_proj->forward(normed_.data(), n, up_.data());
-    const std::size_t hidden = static_cast<std::size_t>(n) * c.hidden_dim;
-    for (std::size_t i = 0; i < hidden; ++i) {
-      const float g = gate_[i];
-      gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) · up
-    }
-    layer.down_proj->forward(gate_.data(), n, projected_.data());
-    add_in_place(x_.data(), projected_.data(), static_cast<std::size_t>(n) * c.dim);
-  }
+  for (int l = 0; l < c.n_layers; ++l) forward_layer(model_.layers[l], l, x_.data(), n, position);
   cached_tokens_ += n;
 
   const int first = all_logits ? 0 : n - 1;

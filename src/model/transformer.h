@@ -18,6 +18,11 @@ class InferenceSession {
   // valid until the next call. `position` must equal the number of tokens already cached.
   std::span<const float> forward(std::span<const int> tokens, int position, bool all_logits);
 
+  // Runs one decoder layer in place on `hidden` (n_tokens × dim) at positions [position, position + n),
+  // writing that layer's KV cache. `layer` need not belong to the model (the quantization pipeline passes
+  // the layer it is working on); forward() calls this for every layer.
+  void forward_layer(const DecoderLayer& layer, int layer_index, float* hidden, int n_tokens, int position);
+
   void reset() { cached_tokens_ = 0; }
   int cached_tokens() const { return cached_tokens_; }
   int max_context() const { return max_context_; }

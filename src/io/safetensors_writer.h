@@ -1,0 +1,42 @@
+#pragma once
+// Streams tensors into a safetensors file: data goes to a side file as tensors arrive (so a whole model
+// never sits in memory), finish() writes the header and appends the data.
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/dtype.h"
+
+namespace fbq {
+
+class SafetensorsWriter {
+ public:
+  explicit SafetensorsWriter(std::filesystem::path path);
+  ~SafetensorsWriter();
+
+  void add(const std::string& name, DType dtype, const std::vector<std::int64_t>& shape, const void* data,
+           std::size_t bytes);
+  // Converts float32 values to `dtype` (F32, F16 or BF16, round to nearest even) before writing.
+  void add_floats(const std::string& name, DType dtype, const std::vector<std::int64_t>& shape,
+                  const std::vector<float>& values);
+  void finish(const std::map<std::string, std::string>& metadata = {});
+
+ private:
+  struct Entry {
+    DType dtype;
+    std::vector<std::int64_t> shape;
+    std::uint64_t begin, end;
+  };
+  std::filesystem::path path_, data_path_;
+  std::ofstream data_;
+  std::uint64_t offset_ = 0;
+  std::map<std::string, Entry> entries_;
+  bool finished_ = false;
+};
+
+std::uint16_t float_to_bf16(float value);
+
+}  // namespace fbq

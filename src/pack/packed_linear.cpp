@@ -1,0 +1,190 @@
+#include "pack/packed_linear.h"
+
+#include <cblas.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+
+#include "io/dtype.h"
+#include "util/error.h"
+
+namespace fbq {
+
+std::uint32_t read_bits(const std::uint32_t* words, std::int64_t index, int bits) {
+  const std::int64_t bit = index * bits;
+  const std::int64_t word = bit >> 5;
+  const int shift = static_cast<int>(bit & 31);
+  std::uint64_t window = words[word] >> shift;
+  if (shift + bits > 32) window |= static_cast<std::uint64_t>(words[word + 1]) << (32 - shift);
+  return static_cast<std::uint32_t>(window) & ((1u << bits) - 1u);
+}
+
+void write_bits(std::uint32_t* words, std::int64_t index, int bits, std::uint32_t value) {
+  const std::int64_t bit = index * bits;
+  const std::int64_t word = bit >> 5;
+  const int shift = static_cast<int>(bit & 31);
+  const std::uint32_t mask = (1u << bits) - 1u;
+  words[word] = (words[word] & ~(mask << shift)) | ((value & mask) << shift);
+  if (shift + bits > 32) {
+    const int spilled = shift + bits - 32;
+    const std::uint32_t high_mask = (1u << spilled) - 1u;
+    words[word + 1] = (words[word + 1] & ~high_mask) | ((value & mask) >> (bits - spilled));
+  }
+}
+
+void PackedWeights::validate() const {
+  spec.validate(cols);
+  if (rows <= 0) fail("packed weights: {} rows", rows);
+  if (codes.size() != static_cast<std::size_t>(rows) * code_words_per_row() ||
+      zeros.size() != static_cast<std::size_t>(rows) * zero_words_per_row() ||
+      scales.size() != static_cast<std::size_t>(rows) * groups_per_row())
+    fail("packed weights {}x{} at {} bits, group {}: tensor sizes do not match", rows, cols, spec.bits, spec.group_size);
+}
+
+PackedWeights pack(const QuantizedMatrix& matrix) {
+  PackedWeights packed;
+  packed.rows = matrix.rows;
+  packed.cols = matrix.cols;
+  packed.spec = matrix.spec;
+  const int groups = packed.groups_per_row();
+  packed.codes.assign(static_cast<std::size_t>(packed.rows) * packed.code_words_per_row(), 0u);
+  packed.zeros.assign(static_cast<std::size_t>(packed.rows) * packed.zero_words_per_row(), 0u);
+  packed.scales.resize(static_cast<std::size_t>(packed.rows) * groups);
+  for (int r = 0; r < packed.rows; ++r) {
+    std::uint32_t* code_row = &packed.codes[static_cast<std::size_t>(r) * packed.code_words_per_row()];
+    for (int c = 0; c < packed.cols; ++c)
+      write_bits(code_row, c, matrix.spec.bits, matrix.codes[static_cast<std::size_t>(r) * matrix.cols + c]);
+    std::uint32_t* zero_row = &packed.zeros[static_cast<std::size_t>(r) * packed.zero_words_per_row()];
+    for (int g = 0; g < groups; ++g) {
+      const auto& params = matrix.params[static_cast<std::size_t>(r) * groups + g];
+      write_bits(zero_row, g, matrix.spec.bits, static_cast<std::uint32_t>(params.zero));
+      packed.scales[static_cast<std::size_t>(r) * groups + g] = float_to_half(params.scale);
+    }
+  }
+  return packed;
+}
+
+QuantizedMatrix unpack(const PackedWeights& packed) {
+  packed.validate();
+  const int groups = packed.groups_per_row();
+  QuantizedMatrix matrix{packed.rows, packed.cols, packed.spec,
+                         std::vector<std::uint8_t>(static_cast<std::size_t>(packed.rows) * packed.cols),
+                         std::vector<GroupParams>(static_cast<std::size_t>(packed.rows) * groups)};
+  for (int r = 0; r < packed.rows; ++r) {
+    const std::uint32_t* code_row = &packed.codes[static_cast<std::size_t>(r) * packed.code_words_per_row()];
+    for (int c = 0; c < packed.cols; ++c)
+      matrix.codes[static_cast<std::size_t>(r) * packed.cols + c] =
+          static_cast<std::uint8_t>(read_bits(code_row, c, packed.spec.bits));
+    const std::uint32_t* zero_row = &packed.zeros[static_cast<std::size_t>(r) * packed.zero_words_per_row()];
+    for (int g = 0; g < groups; ++g)
+      matrix.params[static_cast<std::size_t>(r) * groups + g] = {
+          half_to_float(packed.scales[static_cast<std::size_t>(r) * groups + g]),
+          static_cast<int>(read_bits(zero_row, g, packed.spec.bits))};
+  }
+  return matrix;
+}
+
+PackedLinear::PackedLinear(PackedWeights weights, std::vector<float> input_scale, int rank, std::vector<float> lora_a,
+                           std::vector<float> lora_b)
+    : Linear(weights.rows, weights.cols),
+      weights_(std::move(weights)),
+      input_scale_(std::move(input_scale)),
+      rank_(rank),
+      lora_a_(std::move(lora_a)),
+      lora_b_(std::move(lora_b)) {
+  weights_.validate();
+  const std::size_t m = weights_.rows, n = weights_.cols;
+  if (!input_scale_.empty() && input_scale_.size() != n)
+    fail("packed linear {}x{}: input scale has {} values", m, n, input_scale_.size());
+  if (rank_ < 0 || lora_a_.size() != rank_ * n || lora_b_.size() != m * rank_)
+    fail("packed linear {}x{}: branch of rank {} has A {} and B {} values", m, n, rank_, lora_a_.size(),
+         lora_b_.size());
+  scale_values_.resize(weights_.scales.size());
+  std::transform(weights_.scales.begin(), weights_.scales.end(), scale_values_.begin(), half_to_float);
+}
+
+PackedLinear PackedLinear::from_layer(const QuantizedLayer& layer) {
+  return PackedLinear(pack(layer.weights), layer.input_scale, layer.rank, layer.lora_a, layer.lora_b);
+}
+
+double PackedLinear::bits_per_weight() const {
+  const double weights = static_cast<double>(weights_.rows) * weights_.cols;
+  const double bits = 32.0 * (weights_.codes.size() + weights_.zeros.size()) + 16.0 * weights_.scales.size() +
+                      16.0 * (input_scale_.size() + lora_a_.size() + lora_b_.size());
+  return bits / weights;
+}
+
+std::size_t PackedLinear::weight_bytes() const {
+  return 4 * (weights_.codes.size() + weights_.zeros.size()) +
+         2 * (weights_.scales.size() + input_scale_.size() + lora_a_.size() + lora_b_.size());
+}
+
+std::string PackedLinear::describe() const {
+  return fmt::format("int{} g{}{}{}", weights_.spec.bits, weights_.spec.group_size,
+                     rank_ > 0 ? fmt::format(" + rank-{} branch", rank_) : "", input_scale_.empty() ? "" : " + input scale");
+}
+
+void PackedLinear::dequantize_rows(int first_row, int count, float* out) const {
+  const int n = weights_.cols, bits = weights_.spec.bits, g = weights_.spec.group_size, groups = weights_.groups_per_row();
+  for (int i = 0; i < count; ++i) {
+    const int r = first_row + i;
+    const std::uint32_t* code_row = &weights_.codes[static_cast<std::size_t>(r) * weights_.code_words_per_row()];
+    const std::uint32_t* zero_row = &weights_.zeros[static_cast<std::size_t>(r) * weights_.zero_words_per_row()];
+    float* row = out + static_cast<std::size_t>(i) * n;
+    for (int group = 0; group < groups; ++group) {
+      const float scale = scale_values_[static_cast<std::size_t>(r) * groups + group];
+      const int zero = static_cast<int>(read_bits(zero_row, group, bits));
+      for (int c = group * g; c < (group + 1) * g; ++c)
+        row[c] = scale * static_cast<float>(static_cast<int>(read_bits(code_row, c, bits)) - zero);
+    }
+  }
+}
+
+void PackedLinear::forward_reference(const float* x, float* y) const {
+  const int m = weights_.rows, n = weights_.cols;
+  std::vector<float> scaled(x, x + n), row(n), branch(rank_);
+  if (!input_scale_.empty())
+    for (int j = 0; j < n; ++j) scaled[j] /= input_scale_[j];
+  for (int k = 0; k < rank_; ++k) {  // t = A·x first, so each row adds B[row,:]·t before its store
+    float sum = 0.0f;
+    for (int j = 0; j < n; ++j) sum += lora_a_[static_cast<std::size_t>(k) * n + j] * x[j];
+    branch[k] = sum;
+  }
+  for (int r = 0; r < m; ++r) {
+    dequantize_rows(r, 1, row.data());
+    float sum = 0.0f;
+    for (int j = 0; j < n; ++j) sum += row[j] * scaled[j];
+    for (int k = 0; k < rank_; ++k) sum += lora_b_[static_cast<std::size_t>(r) * rank_ + k] * branch[k];
+    y[r] = sum;
+  }
+}
+
+void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
+  const int m = weights_.rows, n = weights_.cols;
+  if (n_tokens == 1) {
+    forward_reference(x, y);
+    return;
+  }
+  // Prefill: dequantize tiles of rows and multiply each with one GEMM (no f32 copy of the whole matrix).
+  std::vector<float> scaled(x, x + static_cast<std::size_t>(n_tokens) * n);
+  if (!input_scale_.empty())
+    for (int t = 0; t < n_tokens; ++t)
+      for (int j = 0; j < n; ++j) scaled[static_cast<std::size_t>(t) * n + j] /= input_scale_[j];
+  constexpr int kTileRows = 64;
+  std::vector<float> tile(static_cast<std::size_t>(kTileRows) * n);
+  for (int r = 0; r < m; r += kTileRows) {
+    const int rows = std::min(kTileRows, m - r);
+    dequantize_rows(r, rows, tile.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, rows, n, 1.0f, scaled.data(), n, tile.data(), n,
+                0.0f, y + r, m);
+  }
+  if (rank_ > 0) {  // branch as two thin GEMMs: T = X·Aᵀ (tokens × r), Y += T·Bᵀ
+    std::vector<float> branch(static_cast<std::size_t>(n_tokens) * rank_);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, rank_, n, 1.0f, x, n, lora_a_.data(), n, 0.0f,
+                branch.data(), rank_);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, m, rank_, 1.0f, branch.data(), rank_,
+                lora_b_.data(), rank_, 1.0f, y, m);
+  }
+}
+
+}  // namespace fbq

@@ -1,0 +1,66 @@
+#pragma once
+// A linear layer holding packed b-bit weights (DESIGN §4 layout, see docs/FORMAT.md) with an optional
+// per-input-channel divisor (AWQ) and an optional low-rank branch: y = Q(W)·(x / s) + B·(A·x).
+//
+// Packed layout, per output row: the row's codes as a little-endian bit stream of `bits`-bit fields in
+// uint32 words (3-bit codes straddle words), `row_words` words per row; zero points packed the same way,
+// one per group; scales float16, one per group.
+#include <cstdint>
+#include <vector>
+
+#include "model/linear.h"
+#include "quant/method.h"
+
+namespace fbq {
+
+struct PackedWeights {
+  int rows = 0, cols = 0;
+  QuantSpec spec;
+  std::vector<std::uint32_t> codes;  // rows × code_words_per_row()
+  std::vector<std::uint32_t> zeros;  // rows × zero_words_per_row()
+  std::vector<std::uint16_t> scales;  // rows × groups, float16 bits
+
+  int groups_per_row() const { return cols / spec.group_size; }
+  int code_words_per_row() const { return (cols * spec.bits + 31) / 32; }
+  int zero_words_per_row() const { return (groups_per_row() * spec.bits + 31) / 32; }
+  void validate() const;  // sizes consistent with rows/cols/spec; throws fbq::Error
+};
+
+PackedWeights pack(const QuantizedMatrix& matrix);
+QuantizedMatrix unpack(const PackedWeights& packed);
+
+// Reads/writes field `index` of a `bits`-wide little-endian bit stream.
+std::uint32_t read_bits(const std::uint32_t* words, std::int64_t index, int bits);
+void write_bits(std::uint32_t* words, std::int64_t index, int bits, std::uint32_t value);
+
+class PackedLinear final : public Linear {
+ public:
+  PackedLinear(PackedWeights weights, std::vector<float> input_scale, int rank, std::vector<float> lora_a,
+               std::vector<float> lora_b);
+  static PackedLinear from_layer(const QuantizedLayer& layer);
+
+  void forward(const float* x, int n_tokens, float* y) const override;
+  std::size_t weight_bytes() const override;
+  std::string describe() const override;
+
+  // Scalar reference: one token, dequantize on the fly (the baseline fast kernels are tested against).
+  void forward_reference(const float* x, float* y) const;
+
+  const PackedWeights& packed() const { return weights_; }
+  const std::vector<float>& input_scale() const { return input_scale_; }
+  int rank() const { return rank_; }
+  const std::vector<float>& lora_a() const { return lora_a_; }
+  const std::vector<float>& lora_b() const { return lora_b_; }
+  double bits_per_weight() const;  // codes + scales + zeros + branch (+ input scales), per weight
+
+ private:
+  void dequantize_rows(int first_row, int count, float* out) const;
+
+  PackedWeights weights_;
+  std::vector<float> scale_values_;  // float copies of the f16 scales
+  std::vector<float> input_scale_;   // empty = none
+  int rank_ = 0;
+  std::vector<float> lora_a_, lora_b_;  // r×n, m×r
+};
+
+}  // namespace fbq

@@ -1,0 +1,68 @@
+#include "quant/group_quant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "io/dtype.h"
+#include "util/error.h"
+
+namespace fbq {
+
+void QuantSpec::validate(int in_features) const {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) fail("--bits {} is not supported (use 2, 3, 4 or 8)", bits);
+  if (group_size <= 0 || in_features % group_size != 0)
+    fail("--group-size {} does not divide the input dimension {}", group_size, in_features);
+}
+
+GroupParams fit_group(const float* values, int count, int bits, float clip) {
+  float low = 0.0f, high = 0.0f;  // the range always contains 0, so the zero point fits in b bits
+  for (int i = 0; i < count; ++i) {
+    low = std::min(low, values[i]);
+    high = std::max(high, values[i]);
+  }
+  low *= clip;
+  high *= clip;
+  const int levels = (1 << bits) - 1;
+  const float exact = (high - low) / static_cast<float>(levels);
+  if (exact == 0.0f) return {1.0f, 0};  // an all-zero group: any scale reproduces it
+  // Round the scale up to float16 so the stored scale still spans [low, high].
+  std::uint16_t half = float_to_half(exact);
+  if (half_to_float(half) < exact) ++half;
+  const float scale = half_to_float(half);
+  if (!std::isfinite(scale)) fail("weight range {} .. {} is too large for float16 scales", low, high);
+  const int zero = std::clamp(static_cast<int>(std::nearbyint(-low / scale)), 0, levels);
+  return {scale, zero};
+}
+
+void quantize_group_into(QuantizedMatrix& out, int row, int col, const float* values, int count,
+                         const GroupParams& params) {
+  const int levels = out.spec.levels();
+  std::uint8_t* codes = &out.codes[static_cast<std::size_t>(row) * out.cols + col];
+  for (int i = 0; i < count; ++i) codes[i] = static_cast<std::uint8_t>(quantize_value(values[i], params, levels));
+  out.params[static_cast<std::size_t>(row) * out.groups_per_row() + col / out.spec.group_size] = params;
+}
+
+QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip) {
+  spec.validate(cols);
+  QuantizedMatrix out{rows, cols, spec, std::vector<std::uint8_t>(static_cast<std::size_t>(rows) * cols),
+                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (cols / spec.group_size))};
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; c += spec.group_size) {
+      const float* group = weights + static_cast<std::size_t>(r) * cols + c;
+      quantize_group_into(out, r, c, group, spec.group_size, fit_group(group, spec.group_size, spec.bits, clip));
+    }
+  return out;
+}
+
+std::vector<float> QuantizedMatrix::dequantize() const {
+  std::vector<float> out(static_cast<std::size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+      out[i] = dequantize_value(codes[i], group(r, c));
+    }
+  return out;
+}
+
+}  // namespace fbq

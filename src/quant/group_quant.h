@@ -1,0 +1,58 @@
+#pragma once
+// Asymmetric uniform group-wise quantization (DESIGN §1 "Quantizer Q"): per output row, per group of
+// `group_size` consecutive input columns, a float16 scale s and an integer zero point z in [0, 2^b − 1]:
+//   q = clamp(round(w / s) + z, 0, 2^b − 1),   ŵ = s · (q − z).
+// As in GPTQ, the [min, max] range of a group is widened to contain 0 so z fits in b bits; the scale is
+// rounded *up* to float16 so the stored scale still covers the range and |w − ŵ| ≤ s/2 holds exactly.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fbq {
+
+struct QuantSpec {
+  int bits = 4;
+  int group_size = 128;  // input columns per group; equal to the input dim for per-channel
+
+  int levels() const { return (1 << bits) - 1; }  // largest code
+  // Throws fbq::Error unless bits ∈ {2,3,4,8} and group_size divides `in_features`.
+  void validate(int in_features) const;
+  // b + (16-bit scale + b-bit zero) / g.
+  double bits_per_weight() const { return bits + (16.0 + bits) / group_size; }
+};
+
+struct GroupParams {
+  float scale;  // exactly representable in float16
+  int zero;     // in [0, levels]
+};
+
+// Scale/zero of one group's values (min/max, optionally shrunk by `clip` ∈ (0, 1] for clip search).
+GroupParams fit_group(const float* values, int count, int bits, float clip = 1.0f);
+
+inline int quantize_value(float w, const GroupParams& p, int levels) {
+  const float q = __builtin_nearbyintf(w / p.scale) + static_cast<float>(p.zero);
+  return q < 0.0f ? 0 : (q > static_cast<float>(levels) ? levels : static_cast<int>(q));
+}
+inline float dequantize_value(int q, const GroupParams& p) { return p.scale * static_cast<float>(q - p.zero); }
+
+// A quantized weight matrix in unpacked form: what quantization methods produce and the packer consumes.
+struct QuantizedMatrix {
+  int rows = 0, cols = 0;
+  QuantSpec spec;
+  std::vector<std::uint8_t> codes;  // rows × cols, each in [0, 2^b − 1]
+  std::vector<GroupParams> params;  // rows × (cols / group_size)
+
+  int groups_per_row() const { return cols / spec.group_size; }
+  const GroupParams& group(int row, int col) const {
+    return params[static_cast<std::size_t>(row) * groups_per_row() + col / spec.group_size];
+  }
+  std::vector<float> dequantize() const;  // rows × cols
+};
+
+// Round-to-nearest of a row-major rows × cols matrix, group by group (min/max, or shrunk by `clip`).
+QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip = 1.0f);
+
+// Quantizes one group of `count` values of row `row` starting at column `col` into `out` with `params`.
+void quantize_group_into(QuantizedMatrix& out, int row, int col, const float* values, int count, const GroupParams& params);
+
+}  // namespace fbq

@@ -1,0 +1,73 @@
+#include "quant/method.h"
+
+#include <cblas.h>
+#include <fmt/ranges.h>
+
+#include <map>
+
+#include "io/dtype.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+std::map<std::string, MethodFactory>& registry() {
+  static std::map<std::string, MethodFactory> methods;
+  return methods;
+}
+
+}  // namespace
+
+bool register_method(const std::string& name, MethodFactory factory) {
+  return registry().emplace(name, std::move(factory)).second;
+}
+
+std::unique_ptr<QuantMethod> make_method(const std::string& name) {
+  const auto it = registry().find(name);
+  if (it == registry().end()) fail("unknown method '{}' (known: {})", name, fmt::join(method_names(), ", "));
+  return it->second();
+}
+
+std::vector<std::string> method_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, factory] : registry()) names.push_back(name);
+  return names;
+}
+
+std::vector<float> QuantizedLayer::effective_weights() const {
+  const int m = weights.rows, n = weights.cols;
+  auto out = weights.dequantize();
+  if (!input_scale.empty())
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) out[static_cast<std::size_t>(i) * n + j] /= input_scale[j];
+  if (rank > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, lora_b.data(), rank, lora_a.data(), n,
+                1.0f, out.data(), n);
+  return out;
+}
+
+double h_weighted_norm(const float* matrix, int m, int n, const std::vector<double>& hessian) {
+  // tr(M·H·Mᵀ) = Σ_i m_i·H·m_iᵀ, one row at a time in double (H is symmetric).
+  std::vector<double> row(n), h_row(n);
+  double total = 0.0;
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) row[j] = matrix[static_cast<std::size_t>(i) * n + j];
+    cblas_dsymv(CblasRowMajor, CblasUpper, n, 1.0, hessian.data(), n, row.data(), 1, 0.0, h_row.data(), 1);
+    total += cblas_ddot(n, row.data(), 1, h_row.data(), 1);
+  }
+  return total;
+}
+
+double relative_h_error(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
+                        const std::vector<double>& hessian) {
+  std::vector<float> error(weights.size());
+  for (std::size_t i = 0; i < error.size(); ++i) error[i] = reconstructed[i] - weights[i];
+  const double reference = h_weighted_norm(weights.data(), m, n, hessian);
+  return reference > 0.0 ? h_weighted_norm(error.data(), m, n, hessian) / reference : 0.0;
+}
+
+void round_to_f16(std::vector<float>& values) {
+  for (auto& value : values) value = half_to_float(float_to_half(value));
+}
+
+}  // namespace fbq

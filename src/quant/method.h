@@ -1,0 +1,75 @@
+#pragma once
+// The interface every quantization method implements (one file per method under src/quant/methods/), and
+// the registry the CLI and the calibration pipeline look methods up in. A method file registers itself with
+// FBQ_REGISTER_METHOD; adding a method touches nothing else.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quant/group_quant.h"
+
+namespace fbq {
+
+// Calibration statistics of one linear layer's input (n = in_features), from N calibration tokens.
+struct LayerStats {
+  int n = 0;
+  std::int64_t tokens = 0;
+  std::vector<double> hessian;    // H = X·Xᵀ / N, n × n row-major
+  std::vector<float> mean_abs;    // mean |x_j| per input channel (AWQ)
+};
+
+struct MethodOptions {
+  QuantSpec spec;
+  int rank = 0;              // low-rank branch rank (0 = none)
+  double damp = 0.01;        // GPTQ: damping as a fraction of mean(diag(H))
+  int block_size = 128;      // GPTQ: lazy-batch block size
+  bool act_order = false;    // GPTQ: quantize columns by decreasing diag(H)
+  bool clip_search = false;  // RTN/AWQ: search a per-group clip ratio minimising H-weighted error
+  bool scaled_svd = true;    // LQER: activation-scaled SVD (L2QER) instead of plain SVD
+  std::uint64_t seed = 0;
+};
+
+// What a method hands back for one linear layer (m = out, n = in).
+struct QuantizedLayer {
+  QuantizedMatrix weights;
+  // Optional low-rank branch y += B·(A·x): A is r×n, B is m×r (row-major), values already rounded to f16.
+  int rank = 0;
+  std::vector<float> lora_a, lora_b;
+  // Optional per-input-channel divisor (AWQ): the layer computes Q(W·diag(s))·(x / s). Empty = none.
+  std::vector<float> input_scale;
+  std::string note;  // short method-specific detail for the report (e.g. "alpha=0.5")
+
+  // The float weights this layer effectively applies: dequant(Q)·diag(1/s) + B·A (m × n row-major).
+  std::vector<float> effective_weights() const;
+};
+
+class QuantMethod {
+ public:
+  virtual ~QuantMethod() = default;
+  virtual std::string name() const = 0;
+  virtual bool uses_rank() const { return false; }
+  // `weights`: m × n row-major float32. Throws fbq::Error on options it cannot honour.
+  virtual QuantizedLayer quantize(const std::vector<float>& weights, int m, int n, const LayerStats& stats,
+                                  const MethodOptions& options) const = 0;
+};
+
+using MethodFactory = std::function<std::unique_ptr<QuantMethod>()>;
+bool register_method(const std::string& name, MethodFactory factory);
+std::unique_ptr<QuantMethod> make_method(const std::string& name);  // throws listing the known names
+std::vector<std::string> method_names();
+
+#define FBQ_REGISTER_METHOD(NAME, TYPE) \
+  static const bool fbq_registered_##TYPE = ::fbq::register_method(NAME, [] { return std::make_unique<TYPE>(); })
+
+// tr(E·H·Eᵀ) / tr(W·H·Wᵀ) with E = Ŵ − W: the layer-wise reconstruction error all methods report.
+double relative_h_error(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
+                        const std::vector<double>& hessian);
+// tr(M·H·Mᵀ) for an m × n matrix M.
+double h_weighted_norm(const float* matrix, int m, int n, const std::vector<double>& hessian);
+
+// Rounds each value to the nearest float16 (branch factors are stored as f16).
+void round_to_f16(std::vector<float>& values);
+
+}  // namespace fbq

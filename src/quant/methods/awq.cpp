@@ -1,0 +1,153 @@
+// AWQ (Lin et al., 2024): scale input channel j of W by s_j = mean|x_j|^α before quantizing, so channels that
+// carry large activations get relatively finer quantization steps, and divide the input by s at run time:
+// y = Q(W·diag(s))·(x / s). α is chosen on the grid 0, 0.05, …, 1 by the true layer error tr(E·H·Eᵀ) of the
+// effective weights Q(W·diag(s))·diag(1/s); α = 0 is plain RTN, so AWQ never does worse than RTN on that
+// error. With --clip-search, each group's range is then shrunk as in rtn.cpp, weighted by diag(H) of the
+// scaled inputs x / s.
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "quant/method.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+constexpr int kAlphaSteps = 20;  // α = step / 20
+constexpr int kClipSteps = 10;   // clip = 1 − 0.05·step, down to 0.5
+// Channels with (almost) no activation would get s ≈ 0; floor mean|x| at this fraction of its maximum, which
+// also bounds the scales to [1e-2, 1e2] after normalisation: well inside float16.
+constexpr double kMeanAbsFloor = 1e-4;
+// Each α costs rows·n² multiply-adds. Past this budget the grid is scored on evenly spaced rows (one global
+// α does not need every row to be chosen well), but never on fewer than kMinGridRows.
+constexpr double kGridBudgetMacs = 4e9;
+constexpr int kMinGridRows = 256;
+
+// s_j = mean|x_j|^α / sqrt(max·min): dividing by the geometric middle of the range (as the reference AWQ code
+// does) centres log s on 0, leaving f16 the most headroom on both sides. RTN is scale-equivariant, so the
+// normalisation does not change the result beyond f16 rounding. The scales are rounded to f16 here, before
+// any quantization, so the stored scales are exactly the ones the weights were quantized with.
+std::vector<float> channel_scales(const std::vector<float>& mean_abs, double alpha) {
+  const float largest = *std::max_element(mean_abs.begin(), mean_abs.end());
+  const double floor = largest > 0.0f ? kMeanAbsFloor * largest : 1.0;
+  std::vector<double> raw(mean_abs.size());
+  for (std::size_t j = 0; j < raw.size(); ++j) raw[j] = std::pow(std::max<double>(mean_abs[j], floor), alpha);
+  const auto [low, high] = std::minmax_element(raw.begin(), raw.end());
+  const double middle = std::sqrt(*low * *high);
+  std::vector<float> scales(raw.size());
+  for (std::size_t j = 0; j < raw.size(); ++j) scales[j] = static_cast<float>(raw[j] / middle);
+  round_to_f16(scales);
+  return scales;
+}
+
+std::vector<float> scale_columns(const float* weights, int rows, int n, const std::vector<float>& scales) {
+  std::vector<float> scaled(static_cast<std::size_t>(rows) * n);
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < n; ++j) scaled[static_cast<std::size_t>(i) * n + j] = weights[static_cast<std::size_t>(i) * n + j] * scales[j];
+  return scaled;
+}
+
+// tr(E·H·Eᵀ) with E = Q(W·diag(s))·diag(1/s) − W over the given rows of W (rows × n).
+double scaled_rtn_error(const std::vector<float>& weights, int rows, int n, const std::vector<float>& scales,
+                        const QuantSpec& spec, const std::vector<double>& hessian) {
+  const auto dequantized = quantize_rtn(scale_columns(weights.data(), rows, n, scales).data(), rows, n, spec).dequantize();
+  std::vector<double> error(weights.size()), error_h(weights.size());
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < n; ++j) {
+      const std::size_t index = static_cast<std::size_t>(i) * n + j;
+      error[index] = static_cast<double>(dequantized[index]) / scales[j] - weights[index];
+    }
+  cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, rows, n, 1.0, hessian.data(), n, error.data(), n, 0.0,
+              error_h.data(), n);
+  return cblas_ddot(static_cast<int>(error.size()), error.data(), 1, error_h.data(), 1);
+}
+
+// The rows the α grid is scored on: all of them when affordable, else an evenly spaced sample.
+std::vector<float> grid_rows(const std::vector<float>& weights, int m, int n) {
+  const double macs_per_row = static_cast<double>(n) * n;
+  const int count = std::min(m, std::max(kMinGridRows, static_cast<int>(kGridBudgetMacs / macs_per_row)));
+  if (count == m) return weights;
+  std::vector<float> sample(static_cast<std::size_t>(count) * n);
+  for (int i = 0; i < count; ++i) {
+    const std::size_t row = static_cast<std::size_t>(i) * m / count;
+    std::copy_n(&weights[row * n], n, &sample[static_cast<std::size_t>(i) * n]);
+  }
+  return sample;
+}
+
+// Per group, the clip ratio whose quantization error Σ_j e_j²·w_j is smallest (w_j: diagonal of the scaled
+// H); diagonal weighting keeps the groups independent.
+void clip_search(QuantizedLayer& layer, const std::vector<float>& scaled, int m, int n, const QuantSpec& spec,
+                 const std::vector<double>& column_weights) {
+  const int g = spec.group_size;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int r = 0; r < m; ++r)
+    for (int c = 0; c < n; c += g) {
+      const float* group = &scaled[static_cast<std::size_t>(r) * n + c];
+      double best_error = -1.0;
+      GroupParams best{};
+      for (int step = 0; step <= kClipSteps; ++step) {
+        const auto params = fit_group(group, g, spec.bits, 1.0f - 0.05f * static_cast<float>(step));
+        double error = 0.0;
+        for (int j = 0; j < g; ++j) {
+          const double diff = dequantize_value(quantize_value(group[j], params, spec.levels()), params) - group[j];
+          error += diff * diff * column_weights[c + j];
+        }
+        if (best_error < 0.0 || error < best_error) {
+          best_error = error;
+          best = params;
+        }
+      }
+      quantize_group_into(layer.weights, r, c, group, g, best);
+    }
+}
+
+class AwqMethod final : public QuantMethod {
+ public:
+  std::string name() const override { return "awq"; }
+
+  QuantizedLayer quantize(const std::vector<float>& weights, int m, int n, const LayerStats& stats,
+                          const MethodOptions& options) const override {
+    if (options.rank != 0) fail("awq has no low-rank branch (got --rank {}); use lqer or fbquant", options.rank);
+    const auto& spec = options.spec;
+    spec.validate(n);
+    if (stats.mean_abs.size() != static_cast<std::size_t>(n) || stats.hessian.size() != static_cast<std::size_t>(n) * n)
+      fail("awq needs mean |x| and H for {} input channels", n);
+
+    const auto sample = grid_rows(weights, m, n);
+    const int sample_rows = static_cast<int>(sample.size() / n);
+    double best_alpha = 0.0, best_error = -1.0;
+    for (int step = 0; step <= kAlphaSteps; ++step) {
+      const double alpha = static_cast<double>(step) / kAlphaSteps;
+      const double error = scaled_rtn_error(sample, sample_rows, n, channel_scales(stats.mean_abs, alpha), spec, stats.hessian);
+      if (best_error < 0.0 || error < best_error) {
+        best_error = error;
+        best_alpha = alpha;
+      }
+    }
+
+    QuantizedLayer layer;
+    layer.input_scale = channel_scales(stats.mean_abs, best_alpha);
+    const auto scaled = scale_columns(weights.data(), m, n, layer.input_scale);
+    layer.weights = quantize_rtn(scaled.data(), m, n, spec);
+    if (options.clip_search) {
+      // The error in W's units is the scaled error divided by s_j: weight column j by H_jj / s_j².
+      std::vector<double> column_weights(n);
+      for (int j = 0; j < n; ++j) {
+        const double s = layer.input_scale[j];
+        column_weights[j] = stats.hessian[static_cast<std::size_t>(j) * n + j] / (s * s);
+      }
+      clip_search(layer, scaled, m, n, spec, column_weights);
+    }
+    layer.note = fmt::format("alpha={:.2f}", best_alpha);
+    return layer;
+  }
+};
+
+FBQ_REGISTER_METHOD("awq", AwqMethod);
+
+}  // namespace
+}  // namespace fbq

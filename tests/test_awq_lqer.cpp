@@ -1,0 +1,200 @@
+// AWQ and LQER/L2QER against RTN on a real layer (layer 0's q_proj of the bundled model, fed real text), plus
+// the branch/scale storage contract, the low-rank helper on exactly low-rank matrices, and the error paths.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "model/linear.h"
+#include "model/model.h"
+#include "model/transformer.h"
+#include "quant/low_rank.h"
+#include "quant/method.h"
+#include "test_support.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+struct Layer {
+  int m = 0, n = 0;
+  std::vector<float> weights;
+  LayerStats stats;
+};
+
+// H = Xᵀ·X / N and mean |x_j| from N row-major activation rows of width n.
+LayerStats stats_from_activations(const std::vector<float>& x, int n) {
+  const auto tokens = static_cast<int>(x.size() / n);
+  const std::vector<double> rows(x.begin(), x.end());
+  LayerStats stats{n, tokens, std::vector<double>(static_cast<std::size_t>(n) * n), std::vector<float>(n, 0.0f)};
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, tokens, 1.0 / tokens, rows.data(), n, rows.data(), n,
+              0.0, stats.hessian.data(), n);
+  for (int t = 0; t < tokens; ++t)
+    for (int j = 0; j < n; ++j) stats.mean_abs[j] += std::fabs(x[static_cast<std::size_t>(t) * n + j]) / tokens;
+  return stats;
+}
+
+std::vector<float> normal_values(std::size_t count, std::mt19937& rng, float stddev = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, stddev);
+  std::vector<float> values(count);
+  for (auto& value : values) value = normal(rng);
+  return values;
+}
+
+// A random layer whose inputs have very unequal channel magnitudes (as real activations do).
+Layer synthetic_layer(int m, int n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Layer layer{m, n, normal_values(static_cast<std::size_t>(m) * n, rng, 0.05f), {}};
+  auto x = normal_values(static_cast<std::size_t>(4 * n) * n, rng);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] *= 0.1f + static_cast<float>((i % n) % 7);
+  layer.stats = stats_from_activations(x, n);
+  return layer;
+}
+
+MethodOptions options_for(int bits, int group, int rank = 0, bool clip_search = false, bool scaled_svd = true) {
+  MethodOptions options;
+  options.spec = {bits, group};
+  options.rank = rank;
+  options.clip_search = clip_search;
+  options.scaled_svd = scaled_svd;
+  return options;
+}
+
+bool all_f16(std::vector<float> values) {
+  const auto original = values;
+  round_to_f16(values);
+  return values == original;
+}
+
+// Layer 0's q_proj with H from its real inputs: RMSNorm(embedding) of up to 4096 tokens of the training text.
+class RealQProj : public ::testing::TestWithParam<int> {
+ protected:
+  static void SetUpTestSuite() {
+    const auto model_dir = test::bundled_model();
+    const auto text_path = test::shared_dir() / "data" / "train.txt";
+    if (!std::filesystem::exists(model_dir / "model.safetensors") || !std::filesystem::exists(text_path)) return;
+    const auto model = load_model(model_dir);
+    auto text = test::read_file(text_path);
+    text.resize(std::min<std::size_t>(text.size(), 64 * 1024));
+    auto tokens = model.tokenizer->encode(text, true);
+    tokens.resize(std::min<std::size_t>(tokens.size(), 4096));
+
+    const int dim = model.config.dim;
+    std::vector<float> x(tokens.size() * dim);
+    for (std::size_t t = 0; t < tokens.size(); ++t)
+      rms_norm(&(*model.embedding)[static_cast<std::size_t>(tokens[t]) * dim], model.layers[0].attn_norm.data(), dim,
+               model.config.rms_eps, &x[t * dim]);
+    const auto& q_proj = *model.layers[0].q_proj;
+    layer_ = new Layer{q_proj.out_features(), q_proj.in_features(),
+                       dynamic_cast<const DenseLinear&>(q_proj).weights(), stats_from_activations(x, dim)};
+  }
+  static void TearDownTestSuite() {
+    delete layer_;
+    layer_ = nullptr;
+  }
+  void SetUp() override {
+    if (layer_ == nullptr) GTEST_SKIP() << "bundled model or " << test::shared_dir() / "data" / "train.txt" << " missing";
+  }
+
+  static double error_of(const std::string& method, const MethodOptions& options) {
+    const auto quantized = make_method(method)->quantize(layer_->weights, layer_->m, layer_->n, layer_->stats, options);
+    return relative_h_error(layer_->weights, quantized.effective_weights(), layer_->m, layer_->n, layer_->stats.hessian);
+  }
+
+  static inline Layer* layer_ = nullptr;
+};
+
+TEST_P(RealQProj, AwqBeatsRtn) {
+  const int bits = GetParam();
+  EXPECT_LT(error_of("awq", options_for(bits, 128)), error_of("rtn", options_for(bits, 128)));
+  EXPECT_LT(error_of("awq", options_for(bits, 128, 0, true)), error_of("rtn", options_for(bits, 128, 0, true)));
+}
+
+TEST_P(RealQProj, LqerBeatsRtnAndImprovesWithRank) {
+  const int bits = GetParam();
+  const double rtn = error_of("rtn", options_for(bits, 128));
+  const double rank8 = error_of("lqer", options_for(bits, 128, 8));
+  const double rank16 = error_of("lqer", options_for(bits, 128, 16));
+  const double rank32 = error_of("lqer", options_for(bits, 128, 32));
+  EXPECT_LT(rank32, rtn);
+  EXPECT_LE(rank16, rank8);
+  EXPECT_LE(rank32, rank16);
+}
+
+// The point of L2QER: weighting the error by the input magnitudes before the SVD puts the rank where it counts.
+TEST_P(RealQProj, LqerScaledSvdBeatsPlainSvd) {
+  const int bits = GetParam();
+  for (const int rank : {8, 32})
+    EXPECT_LE(error_of("lqer", options_for(bits, 128, rank)), error_of("lqer", options_for(bits, 128, rank, false, false)))
+        << "rank " << rank;
+}
+
+INSTANTIATE_TEST_SUITE_P(AwqLqer, RealQProj, ::testing::Values(4, 3, 2),
+                         [](const auto& info) { return "W" + std::to_string(info.param); });
+
+TEST(AwqLqerStorage, BranchAndScalesAreF16WithTheDocumentedShapes) {
+  const auto layer = synthetic_layer(48, 256, 1);
+  const auto lqer = make_method("lqer")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(3, 128, 6));
+  EXPECT_TRUE(make_method("lqer")->uses_rank());
+  EXPECT_EQ(lqer.rank, 6);
+  EXPECT_EQ(lqer.lora_a.size(), 6u * layer.n);  // r × n
+  EXPECT_EQ(lqer.lora_b.size(), layer.m * 6u);  // m × r
+  EXPECT_TRUE(all_f16(lqer.lora_a));
+  EXPECT_TRUE(all_f16(lqer.lora_b));
+  EXPECT_EQ(lqer.note, "scaled");
+  EXPECT_TRUE(lqer.input_scale.empty());
+
+  const auto awq = make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(3, 128));
+  EXPECT_EQ(awq.rank, 0);
+  ASSERT_EQ(awq.input_scale.size(), static_cast<std::size_t>(layer.n));
+  EXPECT_TRUE(all_f16(awq.input_scale));
+  EXPECT_GT(*std::min_element(awq.input_scale.begin(), awq.input_scale.end()), 0.0f);
+  EXPECT_EQ(awq.note.rfind("alpha=", 0), 0u) << awq.note;
+}
+
+// An exactly rank-r matrix is reproduced by a rank-r branch, up to the f16 rounding of A and B.
+TEST(LqerLowRank, ReconstructsAnExactlyLowRankMatrix) {
+  const int m = 40, n = 72, rank = 5;
+  std::mt19937 rng(7);
+  const auto left = normal_values(static_cast<std::size_t>(m) * rank, rng);
+  const auto right = normal_values(static_cast<std::size_t>(rank) * n, rng);
+  std::vector<float> matrix(static_cast<std::size_t>(m) * n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, left.data(), rank, right.data(), n, 0.0f,
+              matrix.data(), n);
+  const auto hessian = synthetic_layer(1, n, 3).stats.hessian;  // strongly unequal diagonal
+
+  for (const auto* weighting : {static_cast<const std::vector<double>*>(nullptr), &hessian}) {
+    auto branch = scaled_low_rank(matrix, m, n, rank, weighting);
+    ASSERT_EQ(branch.a.size(), static_cast<std::size_t>(rank) * n);
+    ASSERT_EQ(branch.b.size(), static_cast<std::size_t>(m) * rank);
+    round_to_f16(branch.a);
+    round_to_f16(branch.b);
+    std::vector<float> product(matrix.size());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, branch.b.data(), rank, branch.a.data(), n,
+                0.0f, product.data(), n);
+    double error = 0.0, norm = 0.0;
+    for (std::size_t i = 0; i < matrix.size(); ++i) {
+      error += std::pow(product[i] - matrix[i], 2);
+      norm += std::pow(matrix[i], 2);
+    }
+    EXPECT_LT(std::sqrt(error / norm), 1e-3) << (weighting ? "scaled" : "plain");
+  }
+}
+
+TEST(LqerErrors, RejectsRanksOutsideOneToMinDimension) {
+  const auto layer = synthetic_layer(16, 64, 2);
+  const auto lqer = make_method("lqer");
+  for (const int rank : {0, 16, 40})
+    EXPECT_THROW(lqer->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(4, 32, rank)), Error)
+        << "rank " << rank;
+  EXPECT_THROW(scaled_low_rank(layer.weights, layer.m, layer.n, 17, nullptr), Error);
+}
+
+TEST(AwqErrors, RejectsALowRankBranch) {
+  const auto layer = synthetic_layer(16, 64, 2);
+  EXPECT_THROW(make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(4, 32, 1)), Error);
+}
+
+}  // namespace
+}  // namespace fbq
