@@ -12,6 +12,7 @@
 #include "eval/generate.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
+#include "quant/quantize_model.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -100,6 +101,25 @@ void run_inspect(const ModelArgs& model_args) {
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
 }
 
+void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
+  const auto summary = fbq::quantize_model(options);
+  fmt::print(stderr, "\n{:<34} {:>11} {:>10} {:>10} {:>7} {:>7}  {}\n", "linear", "shape", "H-error", "RTN", "bpw",
+             "sec", "note");
+  for (const auto& r : summary.linears)
+    fmt::print(stderr, "{:<34} {:>11} {:>10.6f} {:>10.6f} {:>7.3f} {:>7.3f}  {}\n", r.name,
+               fmt::format("{}x{}", r.out_features, r.in_features), r.error, r.error_rtn, r.bits_per_weight, r.seconds,
+               r.note);
+  if (as_json) {
+    const nlohmann::json out = {{"output", options.output.string()}, {"method", options.method},
+                                {"bits_per_weight", summary.bits_per_weight}, {"seconds", summary.seconds},
+                                {"peak_rss_mib", summary.peak_rss_kib / 1024.0}};
+    fmt::print("{}\n", out.dump());
+  } else {
+    fmt::print("wrote {} ({}, {:.3f} bits/weight) in {:.2f}s, peak RSS {:.1f} MiB\n", options.output.string(),
+               options.method, summary.bits_per_weight, summary.seconds, summary.peak_rss_kib / 1024.0);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +157,34 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "config, tensors, shapes, dtypes and sizes of a model");
   inspect_model.add_to(*inspect);
 
+  fbq::QuantizeOptions quant;
+  std::string quant_model, quant_output, quant_calib, quant_tokenizer;
+  bool quant_json = false, quant_quiet = false;
+  auto* quantize = app.add_subcommand("quantize", "quantize a model layer by layer and write a packed model directory");
+  quantize->add_option("MODEL", quant_model, "Hugging Face model directory or llama2.c .bin checkpoint")->required();
+  quantize->add_option("-o,--output", quant_output, "output directory (written atomically)")->required();
+  quantize->add_option("--tokenizer", quant_tokenizer, "tokenizer file (default: the one beside MODEL)");
+  quantize->add_option("--method", quant.method, "quantization method: " + fmt::format("{}", fmt::join(fbq::method_names(), ", ")))
+      ->capture_default_str();
+  quantize->add_option("--bits", quant.method_options.spec.bits, "bits per weight: 2, 3, 4 or 8")->capture_default_str();
+  quantize->add_option("--group-size", quant.method_options.spec.group_size, "input columns per scale/zero group")
+      ->capture_default_str();
+  quantize->add_option("--rank", quant.method_options.rank, "low-rank branch rank (methods with a branch)")
+      ->capture_default_str();
+  quantize->add_option("--calib", quant_calib, "calibration text file")->required();
+  quantize->add_option("--nsamples", quant.nsamples, "calibration windows")->capture_default_str();
+  quantize->add_option("--seqlen", quant.seqlen, "tokens per calibration window")->capture_default_str();
+  quantize->add_option("--seed", quant.seed, "seed for window sampling and methods")->capture_default_str();
+  quantize->add_option("--damp", quant.method_options.damp, "GPTQ damping (fraction of mean diag H)")->capture_default_str();
+  quantize->add_option("--block-size", quant.method_options.block_size, "GPTQ lazy-batch block size")->capture_default_str();
+  quantize->add_flag("--act-order", quant.method_options.act_order, "GPTQ: quantize columns by decreasing diag(H)");
+  quantize->add_flag("--clip-search", quant.method_options.clip_search, "RTN/AWQ/LQER: per-group clip ratio search");
+  quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
+                              "LQER: plain SVD instead of activation-scaled (L2QER)");
+  quantize->add_flag("--overwrite", quant.overwrite, "replace an existing output directory");
+  quantize->add_flag("--quiet", quant_quiet, "no progress lines");
+  quantize->add_flag("--json", quant_json, "print one JSON summary object on stdout");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -151,6 +199,15 @@ int main(int argc, char** argv) {
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_json);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
+    if (*quantize) {
+      quant.model = quant_model;
+      quant.output = quant_output;
+      quant.calibration_text = quant_calib;
+      if (!quant_tokenizer.empty()) quant.tokenizer = quant_tokenizer;
+      quant.method_options.seed = quant.seed;
+      quant.progress = !quant_quiet;
+      run_quantize(quant, quant_json);
+    }
   } catch (const std::exception& e) {
     std::fflush(stdout);
     fmt::print(stderr, "fbq: error: {}\n", e.what());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "model/linear.h"
@@ -28,8 +29,8 @@ LayerStats stats_from_activations(const std::vector<float>& x, int n) {
   const auto tokens = static_cast<int>(x.size() / n);
   const std::vector<double> rows(x.begin(), x.end());
   LayerStats stats{n, tokens, std::vector<double>(static_cast<std::size_t>(n) * n), std::vector<float>(n, 0.0f)};
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, tokens, 1.0 / tokens, rows.data(), n, rows.data(), n,
-              0.0, stats.hessian.data(), n);
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, tokens, 1.0 / tokens, rows.data(), n, rows.data(), n, 0.0,
+              stats.hessian.data(), n);
   for (int t = 0; t < tokens; ++t)
     for (int j = 0; j < n; ++j) stats.mean_abs[j] += std::fabs(x[static_cast<std::size_t>(t) * n + j]) / tokens;
   return stats;
@@ -86,29 +87,49 @@ class RealQProj : public ::testing::TestWithParam<int> {
       rms_norm(&(*model.embedding)[static_cast<std::size_t>(tokens[t]) * dim], model.layers[0].attn_norm.data(), dim,
                model.config.rms_eps, &x[t * dim]);
     const auto& q_proj = *model.layers[0].q_proj;
-    layer_ = new Layer{q_proj.out_features(), q_proj.in_features(),
-                       dynamic_cast<const DenseLinear&>(q_proj).weights(), stats_from_activations(x, dim)};
+    layer_ = new Layer{q_proj.out_features(), q_proj.in_features(), dynamic_cast<const DenseLinear&>(q_proj).weights(),
+                       stats_from_activations(x, dim)};
   }
   static void TearDownTestSuite() {
     delete layer_;
     layer_ = nullptr;
+    errors_.clear();
   }
   void SetUp() override {
-    if (layer_ == nullptr) GTEST_SKIP() << "bundled model or " << test::shared_dir() / "data" / "train.txt" << " missing";
+    if (layer_ == nullptr)
+      GTEST_SKIP() << "bundled model or " << test::shared_dir() / "data" / "train.txt"
+                   << " missing";
   }
 
+  // relative_h_error of one method on the layer, computed once per configuration (the SVDs and α grids are
+  // shared by several tests).
   static double error_of(const std::string& method, const MethodOptions& options) {
+    const auto key = method + "/" + std::to_string(options.spec.bits) + "/" + std::to_string(options.rank) + "/" +
+                     std::to_string(options.clip_search) + std::to_string(options.scaled_svd);
+    const auto cached = errors_.find(key);
+    if (cached != errors_.end()) return cached->second;
     const auto quantized = make_method(method)->quantize(layer_->weights, layer_->m, layer_->n, layer_->stats, options);
-    return relative_h_error(layer_->weights, quantized.effective_weights(), layer_->m, layer_->n, layer_->stats.hessian);
+    return errors_[key] = relative_h_error(layer_->weights, quantized.effective_weights(), layer_->m, layer_->n,
+                                           layer_->stats.hessian);
   }
 
   static inline Layer* layer_ = nullptr;
+  static inline std::map<std::string, double> errors_;
 };
 
-TEST_P(RealQProj, AwqBeatsRtn) {
+// α = 0 is RTN itself, so AWQ can only gain. This layer's inputs are mild (mean |x| spans 0.16–0.30 across
+// channels, no salient channels): the best α is 0 at W4 and the gain without clip search is ~0.5% at W3/W2;
+// with clip search α = 0 wins at W3/W2. AwqSynthetic shows the gain on inputs with unequal channels.
+TEST_P(RealQProj, AwqNeverWorseThanRtn) {
   const int bits = GetParam();
-  EXPECT_LT(error_of("awq", options_for(bits, 128)), error_of("rtn", options_for(bits, 128)));
-  EXPECT_LT(error_of("awq", options_for(bits, 128, 0, true)), error_of("rtn", options_for(bits, 128, 0, true)));
+  const double rtn = error_of("rtn", options_for(bits, 128));
+  const double awq = error_of("awq", options_for(bits, 128));
+  if (bits == 4) {
+    EXPECT_LE(awq, rtn);
+  } else {
+    EXPECT_LT(awq, rtn);
+  }
+  EXPECT_LE(error_of("awq", options_for(bits, 128, 0, true)), error_of("rtn", options_for(bits, 128, 0, true)));
 }
 
 TEST_P(RealQProj, LqerBeatsRtnAndImprovesWithRank) {
@@ -117,7 +138,7 @@ TEST_P(RealQProj, LqerBeatsRtnAndImprovesWithRank) {
   const double rank8 = error_of("lqer", options_for(bits, 128, 8));
   const double rank16 = error_of("lqer", options_for(bits, 128, 16));
   const double rank32 = error_of("lqer", options_for(bits, 128, 32));
-  EXPECT_LT(rank32, rtn);
+  EXPECT_LT(rank8, rtn);
   EXPECT_LE(rank16, rank8);
   EXPECT_LE(rank32, rank16);
 }
@@ -126,12 +147,28 @@ TEST_P(RealQProj, LqerBeatsRtnAndImprovesWithRank) {
 TEST_P(RealQProj, LqerScaledSvdBeatsPlainSvd) {
   const int bits = GetParam();
   for (const int rank : {8, 32})
-    EXPECT_LE(error_of("lqer", options_for(bits, 128, rank)), error_of("lqer", options_for(bits, 128, rank, false, false)))
+    EXPECT_LE(error_of("lqer", options_for(bits, 128, rank)),
+              error_of("lqer", options_for(bits, 128, rank, false, false)))
         << "rank " << rank;
 }
 
 INSTANTIATE_TEST_SUITE_P(AwqLqer, RealQProj, ::testing::Values(4, 3, 2),
                          [](const auto& info) { return "W" + std::to_string(info.param); });
+
+TEST(AwqSynthetic, BeatsRtnWhenInputChannelsAreUnequal) {
+  const auto layer = synthetic_layer(64, 256, 4);
+  for (const bool clip_search : {false, true}) {
+    const auto options = options_for(3, 128, 0, clip_search);
+    const auto awq = make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options);
+    const auto rtn = make_method("rtn")->quantize(layer.weights, layer.m, layer.n, layer.stats, options);
+    const double awq_error =
+        relative_h_error(layer.weights, awq.effective_weights(), layer.m, layer.n, layer.stats.hessian);
+    const double rtn_error =
+        relative_h_error(layer.weights, rtn.effective_weights(), layer.m, layer.n, layer.stats.hessian);
+    EXPECT_LT(awq_error, 0.98 * rtn_error) << "clip search " << clip_search << ", " << awq.note;
+    EXPECT_NE(awq.note, "alpha=0.00");
+  }
+}
 
 TEST(AwqLqerStorage, BranchAndScalesAreF16WithTheDocumentedShapes) {
   const auto layer = synthetic_layer(48, 256, 1);
@@ -155,30 +192,33 @@ TEST(AwqLqerStorage, BranchAndScalesAreF16WithTheDocumentedShapes) {
 
 // An exactly rank-r matrix is reproduced by a rank-r branch, up to the f16 rounding of A and B.
 TEST(LqerLowRank, ReconstructsAnExactlyLowRankMatrix) {
-  const int m = 40, n = 72, rank = 5;
-  std::mt19937 rng(7);
-  const auto left = normal_values(static_cast<std::size_t>(m) * rank, rng);
-  const auto right = normal_values(static_cast<std::size_t>(rank) * n, rng);
-  std::vector<float> matrix(static_cast<std::size_t>(m) * n);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, left.data(), rank, right.data(), n, 0.0f,
-              matrix.data(), n);
-  const auto hessian = synthetic_layer(1, n, 3).stats.hessian;  // strongly unequal diagonal
+  const int rank = 5;
+  for (const auto& [m, n] : {std::pair{40, 72}, std::pair{72, 40}}) {
+    std::mt19937 rng(7);
+    const auto left = normal_values(static_cast<std::size_t>(m) * rank, rng);
+    const auto right = normal_values(static_cast<std::size_t>(rank) * n, rng);
+    std::vector<float> matrix(static_cast<std::size_t>(m) * n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, left.data(), rank, right.data(), n, 0.0f,
+                matrix.data(), n);
+    const auto hessian = synthetic_layer(1, n, 3).stats.hessian;  // strongly unequal diagonal
 
-  for (const auto* weighting : {static_cast<const std::vector<double>*>(nullptr), &hessian}) {
-    auto branch = scaled_low_rank(matrix, m, n, rank, weighting);
-    ASSERT_EQ(branch.a.size(), static_cast<std::size_t>(rank) * n);
-    ASSERT_EQ(branch.b.size(), static_cast<std::size_t>(m) * rank);
-    round_to_f16(branch.a);
-    round_to_f16(branch.b);
-    std::vector<float> product(matrix.size());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, branch.b.data(), rank, branch.a.data(), n,
-                0.0f, product.data(), n);
-    double error = 0.0, norm = 0.0;
-    for (std::size_t i = 0; i < matrix.size(); ++i) {
-      error += std::pow(product[i] - matrix[i], 2);
-      norm += std::pow(matrix[i], 2);
+    for (const auto* weighting : {static_cast<const std::vector<double>*>(nullptr), &hessian}) {
+      SCOPED_TRACE(testing::Message() << m << "x" << n << (weighting ? " scaled" : " plain"));
+      auto branch = scaled_low_rank(matrix, m, n, rank, weighting);
+      ASSERT_EQ(branch.a.size(), static_cast<std::size_t>(rank) * n);
+      ASSERT_EQ(branch.b.size(), static_cast<std::size_t>(m) * rank);
+      round_to_f16(branch.a);
+      round_to_f16(branch.b);
+      std::vector<float> product(matrix.size());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, branch.b.data(), rank, branch.a.data(),
+                  n, 0.0f, product.data(), n);
+      double error = 0.0, norm = 0.0;
+      for (std::size_t i = 0; i < matrix.size(); ++i) {
+        error += std::pow(product[i] - matrix[i], 2);
+        norm += std::pow(matrix[i], 2);
+      }
+      EXPECT_LT(std::sqrt(error / norm), 1e-3);
     }
-    EXPECT_LT(std::sqrt(error / norm), 1e-3) << (weighting ? "scaled" : "plain");
   }
 }
 
@@ -193,7 +233,8 @@ TEST(LqerErrors, RejectsRanksOutsideOneToMinDimension) {
 
 TEST(AwqErrors, RejectsALowRankBranch) {
   const auto layer = synthetic_layer(16, 64, 2);
-  EXPECT_THROW(make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(4, 32, 1)), Error);
+  EXPECT_THROW(make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(4, 32, 1)),
+               Error);
 }
 
 }  // namespace

@@ -71,7 +71,7 @@ struct CheckpointReader::Impl {
     weights.spec = {c.quant_bits, c.quant_group_size};
     weights.spec.validate(weights.cols);
     weights.codes = load_raw<std::uint32_t>(store, name + ".qweight", DType::I32, {out, weights.code_words_per_row()});
-    weights.zeros = load_raw<std::uint32_t>(store, name + ".qzeros", DType::I32, {out, weights.zero_words_per_row()});
+    weights.zeros = load_raw<std::uint32_t>(store, name + ".qzeros", DType::I32, {weights.zero_words()});
     weights.scales = load_raw<std::uint16_t>(store, name + ".scales", DType::F16, {out, weights.groups_per_row()});
     std::vector<float> input_scale, lora_a, lora_b;
     if (store.find(name + ".input_scale")) input_scale = load_f16_as_float(store, name + ".input_scale", {in});

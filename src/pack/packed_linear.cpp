@@ -36,7 +36,7 @@ void PackedWeights::validate() const {
   spec.validate(cols);
   if (rows <= 0) fail("packed weights: {} rows", rows);
   if (codes.size() != static_cast<std::size_t>(rows) * code_words_per_row() ||
-      zeros.size() != static_cast<std::size_t>(rows) * zero_words_per_row() ||
+      zeros.size() != static_cast<std::size_t>(zero_words()) ||
       scales.size() != static_cast<std::size_t>(rows) * groups_per_row())
     fail("packed weights {}x{} at {} bits, group {}: tensor sizes do not match", rows, cols, spec.bits, spec.group_size);
 }
@@ -48,16 +48,16 @@ PackedWeights pack(const QuantizedMatrix& matrix) {
   packed.spec = matrix.spec;
   const int groups = packed.groups_per_row();
   packed.codes.assign(static_cast<std::size_t>(packed.rows) * packed.code_words_per_row(), 0u);
-  packed.zeros.assign(static_cast<std::size_t>(packed.rows) * packed.zero_words_per_row(), 0u);
+  packed.zeros.assign(static_cast<std::size_t>(packed.zero_words()), 0u);
   packed.scales.resize(static_cast<std::size_t>(packed.rows) * groups);
   for (int r = 0; r < packed.rows; ++r) {
     std::uint32_t* code_row = &packed.codes[static_cast<std::size_t>(r) * packed.code_words_per_row()];
     for (int c = 0; c < packed.cols; ++c)
       write_bits(code_row, c, matrix.spec.bits, matrix.codes[static_cast<std::size_t>(r) * matrix.cols + c]);
-    std::uint32_t* zero_row = &packed.zeros[static_cast<std::size_t>(r) * packed.zero_words_per_row()];
     for (int g = 0; g < groups; ++g) {
       const auto& params = matrix.params[static_cast<std::size_t>(r) * groups + g];
-      write_bits(zero_row, g, matrix.spec.bits, static_cast<std::uint32_t>(params.zero));
+      write_bits(packed.zeros.data(), static_cast<std::int64_t>(r) * groups + g, matrix.spec.bits,
+                 static_cast<std::uint32_t>(params.zero));
       packed.scales[static_cast<std::size_t>(r) * groups + g] = float_to_half(params.scale);
     }
   }
@@ -75,11 +75,11 @@ QuantizedMatrix unpack(const PackedWeights& packed) {
     for (int c = 0; c < packed.cols; ++c)
       matrix.codes[static_cast<std::size_t>(r) * packed.cols + c] =
           static_cast<std::uint8_t>(read_bits(code_row, c, packed.spec.bits));
-    const std::uint32_t* zero_row = &packed.zeros[static_cast<std::size_t>(r) * packed.zero_words_per_row()];
-    for (int g = 0; g < groups; ++g)
-      matrix.params[static_cast<std::size_t>(r) * groups + g] = {
-          half_to_float(packed.scales[static_cast<std::size_t>(r) * groups + g]),
-          static_cast<int>(read_bits(zero_row, g, packed.spec.bits))};
+    for (int g = 0; g < groups; ++g) {
+      const std::int64_t index = static_cast<std::int64_t>(r) * groups + g;
+      matrix.params[index] = {half_to_float(packed.scales[index]),
+                              static_cast<int>(read_bits(packed.zeros.data(), index, packed.spec.bits))};
+    }
   }
   return matrix;
 }
@@ -129,11 +129,10 @@ void PackedLinear::dequantize_rows(int first_row, int count, float* out) const {
   for (int i = 0; i < count; ++i) {
     const int r = first_row + i;
     const std::uint32_t* code_row = &weights_.codes[static_cast<std::size_t>(r) * weights_.code_words_per_row()];
-    const std::uint32_t* zero_row = &weights_.zeros[static_cast<std::size_t>(r) * weights_.zero_words_per_row()];
     float* row = out + static_cast<std::size_t>(i) * n;
     for (int group = 0; group < groups; ++group) {
       const float scale = scale_values_[static_cast<std::size_t>(r) * groups + group];
-      const int zero = static_cast<int>(read_bits(zero_row, group, bits));
+      const int zero = static_cast<int>(read_bits(weights_.zeros.data(), static_cast<std::int64_t>(r) * groups + group, bits));
       for (int c = group * g; c < (group + 1) * g; ++c)
         row[c] = scale * static_cast<float>(static_cast<int>(read_bits(code_row, c, bits)) - zero);
     }

@@ -2,9 +2,9 @@
 // A linear layer holding packed b-bit weights (DESIGN §4 layout, see docs/FORMAT.md) with an optional
 // per-input-channel divisor (AWQ) and an optional low-rank branch: y = Q(W)·(x / s) + B·(A·x).
 //
-// Packed layout, per output row: the row's codes as a little-endian bit stream of `bits`-bit fields in
-// uint32 words (3-bit codes straddle words), `row_words` words per row; zero points packed the same way,
-// one per group; scales float16, one per group.
+// Packed layout: each output row's codes as a little-endian bit stream of `bits`-bit fields in uint32
+// words (3-bit codes straddle words), code_words_per_row() words per row; the zero points of all groups
+// (row-major, rows × groups) as one such bit stream; scales float16, one per group.
 #include <cstdint>
 #include <vector>
 
@@ -17,12 +17,14 @@ struct PackedWeights {
   int rows = 0, cols = 0;
   QuantSpec spec;
   std::vector<std::uint32_t> codes;  // rows × code_words_per_row()
-  std::vector<std::uint32_t> zeros;  // rows × zero_words_per_row()
+  std::vector<std::uint32_t> zeros;  // zero_words(): one stream over rows × groups
   std::vector<std::uint16_t> scales;  // rows × groups, float16 bits
 
   int groups_per_row() const { return cols / spec.group_size; }
   int code_words_per_row() const { return (cols * spec.bits + 31) / 32; }
-  int zero_words_per_row() const { return (groups_per_row() * spec.bits + 31) / 32; }
+  std::int64_t zero_words() const {
+    return (static_cast<std::int64_t>(rows) * groups_per_row() * spec.bits + 31) / 32;
+  }
   void validate() const;  // sizes consistent with rows/cols/spec; throws fbq::Error
 };
 

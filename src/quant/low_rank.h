@@ -16,7 +16,6 @@ struct LowRank {
 // B = U_r·Σ_r^½, A = Σ_r^½·V_rᵀ·S⁻¹. Without it (nullptr) it is the plain truncated SVD of R.
 // Σ is split evenly so A and B have comparable magnitudes (both are stored in f16).
 // Throws fbq::Error unless 1 ≤ rank ≤ min(m, n) and the sizes match.
-LowRank scaled_low_rank(const std::vector<float>& residual, int m, int n, int rank,
-                        const std::vector<double>* hessian);
+LowRank scaled_low_rank(const std::vector<float>& residual, int m, int n, int rank, const std::vector<double>* hessian);
 
 }  // namespace fbq

@@ -1,9 +1,10 @@
 // AWQ (Lin et al., 2024): scale input channel j of W by s_j = mean|x_j|^α before quantizing, so channels that
 // carry large activations get relatively finer quantization steps, and divide the input by s at run time:
 // y = Q(W·diag(s))·(x / s). α is chosen on the grid 0, 0.05, …, 1 by the true layer error tr(E·H·Eᵀ) of the
-// effective weights Q(W·diag(s))·diag(1/s); α = 0 is plain RTN, so AWQ never does worse than RTN on that
-// error. With --clip-search, each group's range is then shrunk as in rtn.cpp, weighted by diag(H) of the
-// scaled inputs x / s.
+// effective weights Q(W·diag(s))·diag(1/s). With --clip-search each group's range is also shrunk as in
+// rtn.cpp (weighted by diag(H) of the scaled inputs x / s), inside the α search, so α is chosen for the
+// quantizer actually used. The reference AWQ picks α without clipping and clips afterwards; on ref-llama-12m
+// that ended behind plain rtn + clip at W3/W2.
 #include <cblas.h>
 #include <fmt/format.h>
 
@@ -43,22 +44,69 @@ std::vector<float> channel_scales(const std::vector<float>& mean_abs, double alp
   return scales;
 }
 
-std::vector<float> scale_columns(const float* weights, int rows, int n, const std::vector<float>& scales) {
-  std::vector<float> scaled(static_cast<std::size_t>(rows) * n);
-  for (int i = 0; i < rows; ++i)
-    for (int j = 0; j < n; ++j) scaled[static_cast<std::size_t>(i) * n + j] = weights[static_cast<std::size_t>(i) * n + j] * scales[j];
-  return scaled;
+// Per group of the rows × n matrix `scaled`, the clip ratio whose error Σ_j e_j²·w_j is smallest (w_j: diagonal
+// of the H of the scaled inputs); diagonal weighting keeps the groups independent, as in rtn.cpp.
+QuantizedMatrix quantize_clip_searched(const std::vector<float>& scaled, int rows, int n, const QuantSpec& spec,
+                                       const std::vector<double>& column_weights) {
+  const int g = spec.group_size;
+  QuantizedMatrix out{rows, n, spec, std::vector<std::uint8_t>(scaled.size()),
+                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (n / g))};
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < n; c += g) {
+      const float* group = &scaled[static_cast<std::size_t>(r) * n + c];
+      double best_error = -1.0;
+      GroupParams best{};
+      for (int step = 0; step <= kClipSteps; ++step) {
+        const auto params = fit_group(group, g, spec.bits, 1.0f - 0.05f * static_cast<float>(step));
+        double error = 0.0;
+        for (int j = 0; j < g; ++j) {
+          const double diff = dequantize_value(quantize_value(group[j], params, spec.levels()), params) - group[j];
+          error += diff * diff * column_weights[c + j];
+        }
+        if (best_error < 0.0 || error < best_error) {
+          best_error = error;
+          best = params;
+        }
+      }
+      quantize_group_into(out, r, c, group, g, best);
+    }
+  return out;
 }
 
-// tr(E·H·Eᵀ) with E = Q(W·diag(s))·diag(1/s) − W over the given rows of W (rows × n).
-double scaled_rtn_error(const std::vector<float>& weights, int rows, int n, const std::vector<float>& scales,
-                        const QuantSpec& spec, const std::vector<double>& hessian) {
-  const auto dequantized = quantize_rtn(scale_columns(weights.data(), rows, n, scales).data(), rows, n, spec).dequantize();
+struct ScaledQuantization {
+  QuantizedMatrix weights;    // Q(W·diag(s))
+  std::vector<float> scales;  // s, f16 values
+};
+
+// Q(W·diag(s)) of the rows × n matrix W for the scales of one α.
+ScaledQuantization quantize_scaled(const std::vector<float>& weights, int rows, int n, double alpha,
+                                   const LayerStats& stats, const MethodOptions& options) {
+  auto scales = channel_scales(stats.mean_abs, alpha);
+  std::vector<float> scaled(weights.size());
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < n; ++j) {
+      const std::size_t index = static_cast<std::size_t>(i) * n + j;
+      scaled[index] = weights[index] * scales[j];
+    }
+  if (!options.clip_search) return {quantize_rtn(scaled.data(), rows, n, options.spec), std::move(scales)};
+  // An error e in the scaled weights is e / s_j in W's units: column j counts H_jj / s_j².
+  std::vector<double> column_weights(n);
+  for (int j = 0; j < n; ++j)
+    column_weights[j] =
+        stats.hessian[static_cast<std::size_t>(j) * n + j] / (static_cast<double>(scales[j]) * scales[j]);
+  return {quantize_clip_searched(scaled, rows, n, options.spec, column_weights), std::move(scales)};
+}
+
+// tr(E·H·Eᵀ) with E = dequant(Q)·diag(1/s) − W over the rows × n matrix W.
+double layer_error(const ScaledQuantization& quantization, const std::vector<float>& weights, int rows, int n,
+                   const std::vector<double>& hessian) {
+  const auto dequantized = quantization.weights.dequantize();
   std::vector<double> error(weights.size()), error_h(weights.size());
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < n; ++j) {
       const std::size_t index = static_cast<std::size_t>(i) * n + j;
-      error[index] = static_cast<double>(dequantized[index]) / scales[j] - weights[index];
+      error[index] = static_cast<double>(dequantized[index]) / quantization.scales[j] - weights[index];
     }
   cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, rows, n, 1.0, hessian.data(), n, error.data(), n, 0.0,
               error_h.data(), n);
@@ -78,33 +126,6 @@ std::vector<float> grid_rows(const std::vector<float>& weights, int m, int n) {
   return sample;
 }
 
-// Per group, the clip ratio whose quantization error Σ_j e_j²·w_j is smallest (w_j: diagonal of the scaled
-// H); diagonal weighting keeps the groups independent.
-void clip_search(QuantizedLayer& layer, const std::vector<float>& scaled, int m, int n, const QuantSpec& spec,
-                 const std::vector<double>& column_weights) {
-  const int g = spec.group_size;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int r = 0; r < m; ++r)
-    for (int c = 0; c < n; c += g) {
-      const float* group = &scaled[static_cast<std::size_t>(r) * n + c];
-      double best_error = -1.0;
-      GroupParams best{};
-      for (int step = 0; step <= kClipSteps; ++step) {
-        const auto params = fit_group(group, g, spec.bits, 1.0f - 0.05f * static_cast<float>(step));
-        double error = 0.0;
-        for (int j = 0; j < g; ++j) {
-          const double diff = dequantize_value(quantize_value(group[j], params, spec.levels()), params) - group[j];
-          error += diff * diff * column_weights[c + j];
-        }
-        if (best_error < 0.0 || error < best_error) {
-          best_error = error;
-          best = params;
-        }
-      }
-      quantize_group_into(layer.weights, r, c, group, g, best);
-    }
-}
-
 class AwqMethod final : public QuantMethod {
  public:
   std::string name() const override { return "awq"; }
@@ -112,36 +133,29 @@ class AwqMethod final : public QuantMethod {
   QuantizedLayer quantize(const std::vector<float>& weights, int m, int n, const LayerStats& stats,
                           const MethodOptions& options) const override {
     if (options.rank != 0) fail("awq has no low-rank branch (got --rank {}); use lqer or fbquant", options.rank);
-    const auto& spec = options.spec;
-    spec.validate(n);
+    options.spec.validate(n);
     if (stats.mean_abs.size() != static_cast<std::size_t>(n) || stats.hessian.size() != static_cast<std::size_t>(n) * n)
       fail("awq needs mean |x| and H for {} input channels", n);
 
+    // Each α is scored with the quantizer that will be used, clip search included. α = 0 (s = 1) is then exactly
+    // the rtn method with the same options, so AWQ never ends worse than it on the scored rows.
     const auto sample = grid_rows(weights, m, n);
     const int sample_rows = static_cast<int>(sample.size() / n);
     double best_alpha = 0.0, best_error = -1.0;
     for (int step = 0; step <= kAlphaSteps; ++step) {
       const double alpha = static_cast<double>(step) / kAlphaSteps;
-      const double error = scaled_rtn_error(sample, sample_rows, n, channel_scales(stats.mean_abs, alpha), spec, stats.hessian);
+      const double error = layer_error(quantize_scaled(sample, sample_rows, n, alpha, stats, options), sample,
+                                       sample_rows, n, stats.hessian);
       if (best_error < 0.0 || error < best_error) {
         best_error = error;
         best_alpha = alpha;
       }
     }
 
+    auto best = quantize_scaled(weights, m, n, best_alpha, stats, options);
     QuantizedLayer layer;
-    layer.input_scale = channel_scales(stats.mean_abs, best_alpha);
-    const auto scaled = scale_columns(weights.data(), m, n, layer.input_scale);
-    layer.weights = quantize_rtn(scaled.data(), m, n, spec);
-    if (options.clip_search) {
-      // The error in W's units is the scaled error divided by s_j: weight column j by H_jj / s_j².
-      std::vector<double> column_weights(n);
-      for (int j = 0; j < n; ++j) {
-        const double s = layer.input_scale[j];
-        column_weights[j] = stats.hessian[static_cast<std::size_t>(j) * n + j] / (s * s);
-      }
-      clip_search(layer, scaled, m, n, spec, column_weights);
-    }
+    layer.weights = std::move(best.weights);
+    layer.input_scale = std::move(best.scales);
     layer.note = fmt::format("alpha={:.2f}", best_alpha);
     return layer;
   }

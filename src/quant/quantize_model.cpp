@@ -1,0 +1,298 @@
+#include "quant/quantize_model.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "calib/calibration.h"
+#include "io/safetensors_writer.h"
+#include "model/model.h"
+#include "model/transformer.h"
+#include "pack/packed_linear.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace fbq {
+namespace {
+
+using json = nlohmann::json;
+
+// Passes calls through to the wrapped layer, accumulating the statistics of its input on the way.
+class CapturingLinear final : public Linear {
+ public:
+  CapturingLinear(const Linear& inner, HessianAccumulator& stats)
+      : Linear(inner.out_features(), inner.in_features()), inner_(inner), stats_(stats) {}
+  void forward(const float* x, int n_tokens, float* y) const override {
+    stats_.add(x, n_tokens);
+    inner_.forward(x, n_tokens, y);
+  }
+  std::size_t weight_bytes() const override { return inner_.weight_bytes(); }
+  std::string describe() const override { return inner_.describe(); }
+
+ private:
+  const Linear& inner_;
+  HessianAccumulator& stats_;
+};
+
+struct Projection {
+  const char* name;                      // HF name under model.layers.N.
+  std::unique_ptr<Linear> DecoderLayer::*member;
+  int input;                             // which shared input statistics it uses
+};
+
+enum Input { kAttentionInput, kAttentionOutput, kMlpInput, kMlpHidden, kInputCount };
+
+constexpr Projection kProjections[] = {
+    {"self_attn.q_proj", &DecoderLayer::q_proj, kAttentionInput},
+    {"self_attn.k_proj", &DecoderLayer::k_proj, kAttentionInput},
+    {"self_attn.v_proj", &DecoderLayer::v_proj, kAttentionInput},
+    {"self_attn.o_proj", &DecoderLayer::o_proj, kAttentionOutput},
+    {"mlp.gate_proj", &DecoderLayer::gate_proj, kMlpInput},
+    {"mlp.up_proj", &DecoderLayer::up_proj, kMlpInput},
+    {"mlp.down_proj", &DecoderLayer::down_proj, kMlpHidden},
+};
+// The first projection reading each input is the one wrapped to capture it.
+constexpr const char* kCapturedBy[kInputCount] = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj",
+                                                  "mlp.down_proj"};
+
+long peak_rss_kib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss;
+}
+
+void write_packed(SafetensorsWriter& writer, const std::string& name, const PackedLinear& linear) {
+  const auto& p = linear.packed();
+  const std::int64_t m = p.rows, n = p.cols;
+  writer.add(name + ".qweight", DType::I32, {m, p.code_words_per_row()}, p.codes.data(), p.codes.size() * 4);
+  writer.add(name + ".qzeros", DType::I32, {p.zero_words()}, p.zeros.data(), p.zeros.size() * 4);
+  writer.add(name + ".scales", DType::F16, {m, p.groups_per_row()}, p.scales.data(), p.scales.size() * 2);
+  if (!linear.input_scale().empty()) writer.add_floats(name + ".input_scale", DType::F16, {n}, linear.input_scale());
+  if (linear.rank() > 0) {
+    writer.add_floats(name + ".lora_A.weight", DType::F16, {linear.rank(), n}, linear.lora_a());
+    writer.add_floats(name + ".lora_B.weight", DType::F16, {m, linear.rank()}, linear.lora_b());
+  }
+}
+
+std::filesystem::path temporary_output(const std::filesystem::path& output) {
+  const auto parent = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
+  return parent / fmt::format(".{}.tmp-{}", output.filename().string(), ::getpid());
+}
+
+}  // namespace
+
+void validate_quantize_options(const QuantizeOptions& options) {
+  const auto method = make_method(options.method);
+  const CheckpointReader reader(options.model);
+  const auto& c = reader.config();
+  if (c.quant_bits) fail("{} is already quantized", options.model.string());
+  const auto& mo = options.method_options;
+  if (mo.rank < 0) fail("--rank must be >= 0 (got {})", mo.rank);
+  if (mo.rank > 0 && !method->uses_rank()) fail("method '{}' has no low-rank branch; drop --rank", options.method);
+  if (method->uses_rank() && mo.rank == 0) fail("method '{}' needs --rank R (R >= 1)", options.method);
+  const std::pair<int, int> shapes[] = {{c.q_dim(), c.dim}, {c.kv_dim(), c.dim}, {c.dim, c.q_dim()},
+                                        {c.hidden_dim, c.dim}, {c.dim, c.hidden_dim}};
+  for (const auto& [m, n] : shapes) {
+    mo.spec.validate(n);
+    if (mo.rank >= std::min(m, n)) fail("--rank {} is not below min(m, n) = {} of a {}x{} layer", mo.rank, std::min(m, n), m, n);
+  }
+  if (options.nsamples <= 0) fail("--nsamples must be positive");
+  if (options.seqlen < 2 || options.seqlen > c.max_seq_len)
+    fail("--seqlen {} must be in [2, {}] (the model's context)", options.seqlen, c.max_seq_len);
+  if (!std::filesystem::is_regular_file(options.calibration_text))
+    fail("calibration text {} not found", options.calibration_text.string());
+  if (std::filesystem::exists(options.output) && !options.overwrite)
+    fail("{} already exists (pass --overwrite to replace it)", options.output.string());
+  const auto parent = options.output.parent_path().empty() ? std::filesystem::path(".") : options.output.parent_path();
+  if (!std::filesystem::is_directory(parent)) fail("output directory {} does not exist", parent.string());
+  if (::access(parent.c_str(), W_OK) != 0) fail("output directory {} is not writable", parent.string());
+}
+
+QuantizeSummary quantize_model(const QuantizeOptions& options) {
+  validate_quantize_options(options);
+  const auto start = std::chrono::steady_clock::now();
+  const auto method = make_method(options.method);
+  const CheckpointReader reader(options.model);
+  const auto& c = reader.config();
+  const auto tokenizer_path = options.tokenizer ? options.tokenizer : reader.default_tokenizer();
+  if (!tokenizer_path) fail("{}: no tokenizer found beside the model; pass --tokenizer FILE", options.model.string());
+  const auto tokenizer = load_tokenizer(*tokenizer_path, c.vocab_size);
+
+  const auto windows = sample_calibration_windows(*tokenizer, options.calibration_text, options.nsamples,
+                                                  options.seqlen, options.seed);
+  const auto temp = temporary_output(options.output);
+  std::filesystem::remove_all(temp);
+  std::filesystem::create_directories(temp);
+  struct TempGuard {  // a failed or interrupted run leaves no directory that looks complete
+    std::filesystem::path path;
+    bool keep = false;
+    ~TempGuard() {
+      std::error_code ignored;
+      if (!keep) std::filesystem::remove_all(path, ignored);
+    }
+  } guard{temp};
+
+  SafetensorsWriter writer(temp / "model.safetensors");
+  const auto embedding = reader.embedding();
+  writer.add_floats("model.embed_tokens.weight", reader.dtype_of("model.embed_tokens.weight"), {c.vocab_size, c.dim},
+                    *embedding);
+
+  // Calibration activations, one row per token: the input of the layer being quantized.
+  const std::size_t tokens_per_window = options.seqlen;
+  std::vector<float> hidden(windows.size() * tokens_per_window * c.dim);
+  for (std::size_t w = 0; w < windows.size(); ++w)
+    for (std::size_t t = 0; t < tokens_per_window; ++t)
+      std::copy_n(embedding->data() + static_cast<std::size_t>(windows[w][t]) * c.dim, c.dim,
+                  &hidden[(w * tokens_per_window + t) * c.dim]);
+
+  Model shell;  // the session only needs the config: layers are passed in one at a time
+  shell.config = c;
+  InferenceSession session(shell, options.seqlen);
+  std::vector<float> scratch(tokens_per_window * c.dim);
+  const auto run_layer = [&](const DecoderLayer& layer, int index, bool in_place) {
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+      float* rows = &hidden[w * tokens_per_window * c.dim];
+      float* target = rows;
+      if (!in_place) target = static_cast<float*>(std::memcpy(scratch.data(), rows, scratch.size() * sizeof(float)));
+      session.reset();
+      session.forward_layer(layer, index, target, options.seqlen, 0);
+    }
+  };
+
+  QuantizeSummary summary;
+  double total_bits = 0, total_weights = 0;
+  Progress progress(fmt::format("quantize ({}, W{} g{})", options.method, options.method_options.spec.bits,
+                                options.method_options.spec.group_size),
+                    c.n_layers, options.progress);
+  for (int l = 0; l < c.n_layers; ++l) {
+    DecoderLayer layer = reader.layer(l);
+    const auto prefix = fmt::format("model.layers.{}.", l);
+
+    // Pass 1: the float layer, capturing the inputs of its linears.
+    std::vector<HessianAccumulator> inputs;
+    inputs.reserve(kInputCount);
+    for (int i = 0; i < kInputCount; ++i) {
+      const auto& projection = *std::find_if(std::begin(kProjections), std::end(kProjections),
+                                             [&](const Projection& p) { return p.name == std::string(kCapturedBy[i]); });
+      inputs.emplace_back((layer.*projection.member)->in_features());
+    }
+    std::vector<std::unique_ptr<Linear>> originals;
+    for (int i = 0; i < kInputCount; ++i)
+      for (const auto& projection : kProjections)
+        if (projection.name == std::string(kCapturedBy[i])) {
+          auto& slot = layer.*projection.member;
+          originals.push_back(std::move(slot));
+          slot = std::make_unique<CapturingLinear>(*originals.back(), inputs[i]);
+        }
+    run_layer(layer, l, /*in_place=*/false);
+    int restored = 0;
+    for (int i = 0; i < kInputCount; ++i)
+      for (const auto& projection : kProjections)
+        if (projection.name == std::string(kCapturedBy[i])) layer.*projection.member = std::move(originals[restored++]);
+    std::vector<LayerStats> stats;
+    for (const auto& accumulator : inputs) stats.push_back(accumulator.finish());
+
+    // Quantize every linear of the layer against its input statistics.
+    for (const auto& projection : kProjections) {
+      auto& slot = layer.*projection.member;
+      const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
+      const int m = dense.out_features(), n = dense.in_features();
+      const auto linear_start = std::chrono::steady_clock::now();
+      const auto quantized = method->quantize(dense.weights(), m, n, stats[projection.input], options.method_options);
+      auto packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized));
+      LinearReport report;
+      report.name = prefix + projection.name;
+      report.out_features = m;
+      report.in_features = n;
+      report.seconds = seconds_since(linear_start);
+      report.error = relative_h_error(dense.weights(), quantized.effective_weights(), m, n, stats[projection.input].hessian);
+      report.error_rtn = relative_h_error(
+          dense.weights(), quantize_rtn(dense.weights().data(), m, n, options.method_options.spec).dequantize(), m, n,
+          stats[projection.input].hessian);
+      report.bits_per_weight = packed->bits_per_weight();
+      report.note = quantized.note;
+      total_bits += report.bits_per_weight * m * n;
+      total_weights += static_cast<double>(m) * n;
+      write_packed(writer, report.name, *packed);
+      slot = std::move(packed);
+      summary.linears.push_back(report);
+    }
+    writer.add_floats(prefix + "input_layernorm.weight", reader.dtype_of(prefix + "input_layernorm.weight"), {c.dim},
+                      layer.attn_norm);
+    writer.add_floats(prefix + "post_attention_layernorm.weight",
+                      reader.dtype_of(prefix + "post_attention_layernorm.weight"), {c.dim}, layer.ffn_norm);
+
+    // Pass 2: the next layer sees what the quantized layer produces.
+    run_layer(layer, l, /*in_place=*/true);
+    double layer_error = 0;
+    for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
+      layer_error += summary.linears[i].error / std::size(kProjections);
+    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}", l, layer_error));
+  }
+
+  writer.add_floats("model.norm.weight", reader.dtype_of("model.norm.weight"), {c.dim}, reader.final_norm());
+  if (auto head = reader.lm_head())
+    writer.add_floats("lm_head.weight", reader.dtype_of("lm_head.weight"), {c.vocab_size, c.dim},
+                      dynamic_cast<const DenseLinear&>(*head).weights());
+  writer.finish({{"format", "pt"}, {"quantized_by", "fbquant"}});
+
+  summary.seconds = seconds_since(start);
+  summary.bits_per_weight = total_bits / total_weights;
+  summary.peak_rss_kib = peak_rss_kib();
+  progress.finish(fmt::format("{:.2f} bits/weight", summary.bits_per_weight));
+
+  const auto& mo = options.method_options;
+  const json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
+                             {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank}};
+  json config = {{"architectures", {"LlamaForCausalLM"}},
+                 {"model_type", "llama"},
+                 {"hidden_size", c.dim},
+                 {"intermediate_size", c.hidden_dim},
+                 {"num_attention_heads", c.n_heads},
+                 {"num_key_value_heads", c.n_kv_heads},
+                 {"head_dim", c.head_dim},
+                 {"num_hidden_layers", c.n_layers},
+                 {"vocab_size", c.vocab_size},
+                 {"max_position_embeddings", c.max_seq_len},
+                 {"rms_norm_eps", c.rms_eps},
+                 {"rope_theta", c.rope_theta},
+                 {"tie_word_embeddings", c.tie_embeddings},
+                 {"bos_token_id", c.bos_id},
+                 {"eos_token_id", c.eos_id},
+                 {"quantization_config", quantization}};
+  std::ofstream(temp / "config.json") << config.dump(2) << "\n";
+  std::filesystem::copy_file(*tokenizer_path, temp / (tokenizer_path->extension() == ".model" ? "tokenizer.model"
+                                                                                              : "tokenizer.bin"));
+
+  json layers = json::array();
+  for (const auto& r : summary.linears)
+    layers.push_back({{"name", r.name},         {"shape", {r.out_features, r.in_features}},
+                      {"h_error", r.error},     {"h_error_rtn", r.error_rtn},
+                      {"seconds", r.seconds},   {"bits_per_weight", r.bits_per_weight},
+                      {"note", r.note}});
+  const json report = {
+      {"method", options.method},
+      {"options",
+       {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
+        {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
+        {"scaled_svd", mo.scaled_svd}, {"seed", options.seed}}},
+      {"calibration",
+       {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},
+        {"seqlen", options.seqlen}, {"seed", options.seed}}},
+      {"source_model", options.model.filename().string()},
+      {"bits_per_weight", summary.bits_per_weight},
+      {"layers", layers}};
+  // Timings and memory vary run to run; they go to stdout/--json, not into the (reproducible) directory.
+  std::ofstream(temp / "quant_report.json") << report.dump(2) << "\n";
+
+  if (std::filesystem::exists(options.output)) std::filesystem::remove_all(options.output);
+  std::filesystem::rename(temp, options.output);
+  guard.keep = true;
+  return summary;
+}
+
+}  // namespace fbq

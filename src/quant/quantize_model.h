@@ -1,0 +1,53 @@
+#pragma once
+// The layer-wise quantization pipeline (DESIGN §1 "Pipeline"): stream the checkpoint one decoder layer at a
+// time, collect H for each distinct linear input from the calibration activations, quantize the layer's
+// linears with the chosen method, feed the next layer with the *quantized* layer's outputs, and write the
+// packed model directory (docs/FORMAT.md) atomically.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "quant/method.h"
+
+namespace fbq {
+
+struct QuantizeOptions {
+  std::filesystem::path model;
+  std::filesystem::path output;
+  std::optional<std::filesystem::path> tokenizer;
+  std::filesystem::path calibration_text;
+  std::string method = "rtn";
+  MethodOptions method_options;
+  int nsamples = 128;
+  int seqlen = 256;
+  std::uint64_t seed = 0;
+  bool overwrite = false;
+  bool progress = true;
+};
+
+struct LinearReport {
+  std::string name;
+  int out_features = 0, in_features = 0;
+  double error = 0;      // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) of the method
+  double error_rtn = 0;  // the same for plain RTN at the same bits/group (the "before")
+  double seconds = 0;
+  double bits_per_weight = 0;
+  std::string note;
+};
+
+struct QuantizeSummary {
+  std::vector<LinearReport> linears;
+  double seconds = 0;
+  double bits_per_weight = 0;  // over all quantized linears
+  long peak_rss_kib = 0;
+};
+
+// Checks every option against the model before any work (bits/group/rank vs. every linear's shape, the
+// output location is writable and free). Throws fbq::Error with one readable line.
+void validate_quantize_options(const QuantizeOptions& options);
+
+QuantizeSummary quantize_model(const QuantizeOptions& options);
+
+}  // namespace fbq

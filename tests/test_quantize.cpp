@@ -1,0 +1,262 @@
+// The quantization engine: group quantizer bounds, exact pack/unpack, the packed linear layer against its
+// scalar reference, calibration sampling, and the `fbq quantize` pipeline end to end (packed model ≡ its
+// dequantized f32 twin, reproducible output, errors before any work).
+#include <fmt/core.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <random>
+
+#include "calib/calibration.h"
+#include "eval/perplexity.h"
+#include "model/model.h"
+#include "pack/packed_linear.h"
+#include "quant/quantize_model.h"
+#include "test_support.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace {
+
+std::vector<float> random_matrix(int rows, int cols, std::uint64_t seed, float spread = 1.0f) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::normal_distribution<float> normal(0.0f, spread);
+  std::vector<float> values(static_cast<std::size_t>(rows) * cols);
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+TEST(GroupQuant, RtnErrorIsAtMostHalfAStep) {
+  for (const int bits : {2, 3, 4, 8})
+    for (const int group : {32, 64, 128}) {
+      const int rows = 13, cols = 256;
+      auto weights = random_matrix(rows, cols, bits * 100 + group);
+      weights[5] = 40.0f;  // an outlier widens one group's range
+      const auto q = quantize_rtn(weights.data(), rows, cols, {bits, group});
+      const auto restored = q.dequantize();
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+          const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+          const auto& p = q.group(r, c);
+          ASSERT_LE(std::fabs(restored[i] - weights[i]), 0.5f * p.scale * (1.0f + 1e-5f))
+              << "bits " << bits << " group " << group << " at " << r << "," << c;
+          ASSERT_GE(p.zero, 0);
+          ASSERT_LE(p.zero, (1 << bits) - 1);
+        }
+    }
+}
+
+TEST(GroupQuant, RejectsUnsupportedSpecs) {
+  EXPECT_THROW((QuantSpec{5, 128}.validate(256)), Error);
+  EXPECT_THROW((QuantSpec{4, 100}.validate(256)), Error);
+  EXPECT_THROW((QuantSpec{4, 0}.validate(256)), Error);
+  EXPECT_NO_THROW((QuantSpec{3, 256}.validate(256)));  // per-channel
+}
+
+TEST(Packing, RoundTripEveryBitsAndGroup) {
+  for (const int bits : {2, 3, 4, 8})
+    for (const int group : {32, 64, 128, 0})
+      for (const auto& [rows, cols] : {std::pair{7, 128}, std::pair{1, 384}, std::pair{33, 96 * 4}}) {
+        const int g = group == 0 ? cols : group;  // 0 = per-channel
+        if (cols % g) continue;
+        const auto weights = random_matrix(rows, cols, rows * cols + bits);
+        const auto q = quantize_rtn(weights.data(), rows, cols, {bits, g});
+        const auto packed = pack(q);
+        EXPECT_EQ(packed.codes.size(), static_cast<std::size_t>(rows) * ((cols * bits + 31) / 32));
+        const auto back = unpack(packed);
+        ASSERT_EQ(back.codes, q.codes) << bits << " bits, group " << g << ", " << rows << "x" << cols;
+        for (std::size_t i = 0; i < q.params.size(); ++i) {
+          ASSERT_EQ(back.params[i].scale, q.params[i].scale);
+          ASSERT_EQ(back.params[i].zero, q.params[i].zero);
+        }
+      }
+}
+
+TEST(Packing, BitFieldsStraddleWords) {
+  std::vector<std::uint32_t> words(3, 0u);
+  for (int i = 0; i < 32; ++i) write_bits(words.data(), i, 3, static_cast<std::uint32_t>(i % 8));
+  for (int i = 0; i < 32; ++i) ASSERT_EQ(read_bits(words.data(), i, 3), static_cast<std::uint32_t>(i % 8));
+  write_bits(words.data(), 10, 3, 5);  // field 10 spans bits 30..32
+  EXPECT_EQ(read_bits(words.data(), 10, 3), 5u);
+  EXPECT_EQ(read_bits(words.data(), 9, 3), 1u);
+  EXPECT_EQ(read_bits(words.data(), 11, 3), 3u);
+}
+
+TEST(PackedLinear, BatchedPathMatchesScalarReference) {
+  const int m = 37, n = 128, rank = 5, tokens = 9;
+  const auto weights = random_matrix(m, n, 1);
+  QuantizedLayer layer;
+  layer.weights = quantize_rtn(weights.data(), m, n, {3, 32});
+  layer.rank = rank;
+  layer.lora_a = random_matrix(rank, n, 2, 0.1f);
+  layer.lora_b = random_matrix(m, rank, 3, 0.1f);
+  layer.input_scale = random_matrix(1, n, 4, 0.2f);
+  for (auto& s : layer.input_scale) s = 1.0f + std::fabs(s);
+  round_to_f16(layer.lora_a);
+  round_to_f16(layer.lora_b);
+  round_to_f16(layer.input_scale);
+  const auto linear = PackedLinear::from_layer(layer);
+  const auto x = random_matrix(tokens, n, 5);
+  std::vector<float> batched(static_cast<std::size_t>(tokens) * m), single(m);
+  linear.forward(x.data(), tokens, batched.data());
+  const auto effective = layer.effective_weights();
+  for (int t = 0; t < tokens; ++t) {
+    linear.forward_reference(&x[static_cast<std::size_t>(t) * n], single.data());
+    for (int r = 0; r < m; ++r) {
+      double expected = 0.0;
+      for (int j = 0; j < n; ++j) expected += double(effective[static_cast<std::size_t>(r) * n + j]) * x[t * n + j];
+      ASSERT_NEAR(single[r], expected, 1e-4 * (1.0 + std::fabs(expected)));
+      ASSERT_NEAR(batched[static_cast<std::size_t>(t) * m + r], single[r], 1e-4 * (1.0 + std::fabs(single[r])));
+    }
+  }
+  // 37·4 groups × 3 zero bits = 444 bits, stored in 14 words.
+  const double zero_bits = 14 * 32;
+  EXPECT_NEAR(linear.bits_per_weight(), 3 + (16.0 * 37 * 4 + zero_bits + 16.0 * (rank * (m + n) + n)) / (m * n), 1e-9);
+}
+
+TEST(Calibration, WindowsAreSeededAndStartWithBos) {
+  const auto model_dir = test::bundled_model();
+  FBQ_REQUIRE_FILE(model_dir / "tokenizer.model");
+  const auto tokenizer = load_tokenizer(model_dir / "tokenizer.model");
+  test::TempDir tmp;
+  std::string text;
+  for (int p = 0; p < 200; ++p) text += fmt::format("Paragraph {} talks about the state of the union and whales.\n\n", p);
+  test::write_file(tmp.path() / "calib.txt", text);
+  const auto a = sample_calibration_windows(*tokenizer, tmp.path() / "calib.txt", 4, 32, 7);
+  const auto b = sample_calibration_windows(*tokenizer, tmp.path() / "calib.txt", 4, 32, 7);
+  const auto c = sample_calibration_windows(*tokenizer, tmp.path() / "calib.txt", 4, 32, 8);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  for (const auto& window : a) {
+    ASSERT_EQ(window.size(), 32u);
+    EXPECT_EQ(window[0], tokenizer->bos_id());
+  }
+  EXPECT_THROW(sample_calibration_windows(*tokenizer, tmp.path() / "calib.txt", 500, 32, 7), Error)
+      << "the text is too short for 500 windows";
+}
+
+class QuantizePipeline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = test::bundled_model();
+    calib_ = test::shared_dir() / "data" / "train.txt";
+    if (!std::filesystem::exists(model_ / "model.safetensors") || !std::filesystem::exists(calib_))
+      GTEST_SKIP() << "reference data not found: " << model_ << " / " << calib_;
+  }
+  QuantizeOptions options(const std::string& method, int bits, const std::string& out_name) const {
+    QuantizeOptions o;
+    o.model = model_;
+    o.output = tmp_.path() / out_name;
+    o.calibration_text = calib_;
+    o.method = method;
+    o.method_options.spec = {bits, 128};
+    o.nsamples = 4;
+    o.seqlen = 64;
+    o.seed = 3;
+    o.progress = false;
+    return o;
+  }
+  std::filesystem::path model_, calib_;
+  test::TempDir tmp_;
+};
+
+// Replaces every packed linear by a dense f32 layer holding exactly the weights it applies.
+void dequantize_in_place(Model& model) {
+  for (auto& layer : model.layers)
+    for (auto* slot : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj,
+                       &layer.down_proj}) {
+      const auto& packed = dynamic_cast<const PackedLinear&>(**slot);
+      QuantizedLayer q{unpack(packed.packed()), packed.rank(), packed.lora_a(), packed.lora_b(), packed.input_scale(), ""};
+      *slot = std::make_unique<DenseLinear>(packed.out_features(), packed.in_features(),
+                                            std::make_shared<std::vector<float>>(q.effective_weights()));
+    }
+}
+
+TEST_F(QuantizePipeline, PackedModelPerplexityEqualsDequantizedModel) {
+  const auto o = options("rtn", 4, "w4");
+  const auto summary = quantize_model(o);
+  EXPECT_EQ(summary.linears.size(), 42u);
+  EXPECT_NEAR(summary.bits_per_weight, 4 + 20.0 / 128, 1e-3);
+  for (const auto& name : {"config.json", "model.safetensors", "tokenizer.model", "quant_report.json"})
+    EXPECT_TRUE(std::filesystem::exists(o.output / name)) << name;
+
+  const auto text_path = test::shared_dir() / "data" / "moby-test.txt";
+  FBQ_REQUIRE_FILE(text_path);
+  auto packed = load_model(o.output);
+  EXPECT_EQ(packed.format, "fbquant-packed");
+  const auto tokens = packed.tokenizer->encode(read_paragraph_text(text_path), true);
+  PerplexityOptions ppl;
+  ppl.ctx = 256;
+  ppl.max_windows = 3;
+  ppl.progress = false;
+  const auto packed_ppl = evaluate_perplexity(packed, tokens, ppl).ppl;
+  dequantize_in_place(packed);
+  const auto dense_ppl = evaluate_perplexity(packed, tokens, ppl).ppl;
+  EXPECT_NEAR(packed_ppl / dense_ppl, 1.0, 1e-4) << packed_ppl << " vs " << dense_ppl;
+  const auto original_ppl = evaluate_perplexity(load_model(model_), tokens, ppl).ppl;
+  EXPECT_GT(packed_ppl, original_ppl * 0.98) << "quantization is not free";
+  EXPECT_LT(packed_ppl, original_ppl * 1.10) << "W4 g128 stays close to the float model";
+}
+
+TEST_F(QuantizePipeline, SameSeedGivesByteIdenticalOutput) {
+  const auto a = options("gptq", 3, "a"), b = options("gptq", 3, "b");
+  quantize_model(a);
+  quantize_model(b);
+  for (const auto& name : {"config.json", "model.safetensors", "tokenizer.model"})
+    EXPECT_EQ(test::read_file(a.output / name), test::read_file(b.output / name)) << name;
+  // The report is identical but for its wall-clock timings.
+  const auto without_timings = [](const std::filesystem::path& path) {
+    return std::regex_replace(test::read_file(path), std::regex(R"("seconds": [0-9.e+-]+)"), "");
+  };
+  EXPECT_EQ(without_timings(a.output / "quant_report.json"), without_timings(b.output / "quant_report.json"));
+}
+
+TEST_F(QuantizePipeline, BadOptionsFailBeforeAnyWork) {
+  const auto expect_error = [&](QuantizeOptions o, const std::string& expected) {
+    try {
+      quantize_model(o);
+      ADD_FAILURE() << "expected an error mentioning '" << expected << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+    // Nothing was written: no output and no temporary directory beside it.
+    EXPECT_FALSE(std::filesystem::exists(o.output));
+    for (const auto& entry : std::filesystem::directory_iterator(tmp_.path()))
+      EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  };
+  auto o = options("rtn", 5, "x");
+  expect_error(o, "--bits 5");
+  o = options("rtn", 4, "x");
+  o.method_options.spec.group_size = 100;
+  expect_error(o, "does not divide");
+  o = options("lqer", 4, "x");
+  o.method_options.rank = 128;
+  expect_error(o, "not below min(m, n)");
+  o = options("rtn", 4, "x");
+  o.method_options.rank = 4;
+  expect_error(o, "no low-rank branch");
+  o = options("no-such-method", 4, "x");
+  expect_error(o, "unknown method");
+  o = options("rtn", 4, "x");
+  o.output = "/proc/forbidden/out";
+  expect_error(o, "does not exist");
+  test::write_file(tmp_.path() / "short.txt", "Just one short paragraph.\n");
+  o = options("rtn", 4, "x");
+  o.calibration_text = tmp_.path() / "short.txt";
+  expect_error(o, "windows");
+}
+
+TEST_F(QuantizePipeline, CliReportsErrorsInOneLine) {
+  const auto err = tmp_.path() / "err.txt";
+  const auto command = fmt::format("'{}' quantize '{}' -o '{}' --calib '{}' --bits 4 --group-size 96 >/dev/null 2>'{}'",
+                                   FBQ_CLI_PATH, model_.string(), (tmp_.path() / "out").string(), calib_.string(),
+                                   err.string());
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const auto message = test::read_file(err);
+  EXPECT_EQ(message, "fbq: error: --group-size 96 does not divide the input dimension 1024\n");
+}
+
+}  // namespace
+}  // namespace fbq
