@@ -162,6 +162,14 @@ int main(int argc, char** argv) {
   bool quant_json = false, quant_quiet = false;
   auto* quantize = app.add_subcommand("quantize", "quantize a model layer by layer and write a packed model directory");
   quantize->add_option("MODEL", quant_model, "Hugging Face model directory or llama2.c .bin checkpoint")->required();
+  quantize->add_flag_callback("--list-methods", [] {
+    for (const auto& name : fbq::method_names()) {
+      const auto method = fbq::make_method(name);
+      fmt::print("{}{}\n", name, method->uses_rank() ? " (low-rank branch: --rank or --branch-bits)" : "");
+      for (const auto& p : method->params()) fmt::print("  -O {}={:<10} {}\n", p.name, p.default_value, p.help);
+    }
+    throw CLI::Success();
+  }, "list methods and their -O settings, then exit");
   quantize->add_option("-o,--output", quant_output, "output directory (written atomically)")->required();
   quantize->add_option("--tokenizer", quant_tokenizer, "tokenizer file (default: the one beside MODEL)");
   quantize->add_option("--method", quant.method, "quantization method: " + fmt::format("{}", fmt::join(fbq::method_names(), ", ")))
@@ -170,6 +178,13 @@ int main(int argc, char** argv) {
   quantize->add_option("--group-size", quant.method_options.spec.group_size, "input columns per scale/zero group")
       ->capture_default_str();
   quantize->add_option("--rank", quant.method_options.rank, "low-rank branch rank (methods with a branch)")
+      ->capture_default_str();
+  quantize->add_option("--branch-bits", quant.method_options.branch_bits,
+                       "size each layer's branch to cost ~X extra bits/weight (overrides --rank)");
+  std::vector<std::string> method_settings;
+  quantize->add_option("-O,--method-opt", method_settings, "method setting KEY=VALUE (see --list-methods)");
+  quantize->add_option("--val-samples", quant.validation_samples,
+                       "extra held-out calibration windows for iterate selection (fbquant)")
       ->capture_default_str();
   quantize->add_option("--calib", quant_calib, "calibration text file")->required();
   quantize->add_option("--nsamples", quant.nsamples, "calibration windows")->capture_default_str();
@@ -205,6 +220,11 @@ int main(int argc, char** argv) {
       quant.calibration_text = quant_calib;
       if (!quant_tokenizer.empty()) quant.tokenizer = quant_tokenizer;
       quant.method_options.seed = quant.seed;
+      for (const auto& setting : method_settings) {
+        const auto equals = setting.find('=');
+        if (equals == std::string::npos || equals == 0) fbq::fail("-O expects KEY=VALUE (got '{}')", setting);
+        quant.method_options.params[setting.substr(0, equals)] = setting.substr(equals + 1);
+      }
       quant.progress = !quant_quiet;
       run_quantize(quant, quant_json);
     }

@@ -28,7 +28,7 @@ struct Layer {
 LayerStats stats_from_activations(const std::vector<float>& x, int n) {
   const auto tokens = static_cast<int>(x.size() / n);
   const std::vector<double> rows(x.begin(), x.end());
-  LayerStats stats{n, tokens, std::vector<double>(static_cast<std::size_t>(n) * n), std::vector<float>(n, 0.0f)};
+  LayerStats stats{n, tokens, std::vector<double>(static_cast<std::size_t>(n) * n), std::vector<float>(n, 0.0f), {}};
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, tokens, 1.0 / tokens, rows.data(), n, rows.data(), n, 0.0,
               stats.hessian.data(), n);
   for (int t = 0; t < tokens; ++t)

@@ -271,7 +271,7 @@ TEST(GptqMethod, MapsOptionsAndRejectsWhatItCannotHonour) {
   const int m = 16, n = 128;
   const auto w = random_weights(m, n, 9);
   const auto h = random_hessian(n, 10);
-  LayerStats stats{n, 512, h, {}};
+  LayerStats stats{n, 512, h, {}, {}};
   const auto method = make_method("gptq");
   MethodOptions options;
   options.spec = {4, 64};

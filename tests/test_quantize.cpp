@@ -166,7 +166,7 @@ void dequantize_in_place(Model& model) {
     for (auto* slot : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj,
                        &layer.down_proj}) {
       const auto& packed = dynamic_cast<const PackedLinear&>(**slot);
-      QuantizedLayer q{unpack(packed.packed()), packed.rank(), packed.lora_a(), packed.lora_b(), packed.input_scale(), ""};
+      QuantizedLayer q{unpack(packed.packed()), packed.rank(), packed.lora_a(), packed.lora_b(), packed.input_scale(), "", {}};
       *slot = std::make_unique<DenseLinear>(packed.out_features(), packed.in_features(),
                                             std::make_shared<std::vector<float>>(q.effective_weights()));
     }

@@ -3,6 +3,8 @@
 #include <cblas.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "io/dtype.h"
@@ -32,6 +34,40 @@ std::vector<std::string> method_names() {
   std::vector<std::string> names;
   for (const auto& [name, factory] : registry()) names.push_back(name);
   return names;
+}
+
+void check_method_params(const QuantMethod& method, const MethodOptions& options) {
+  const auto known = method.params();
+  for (const auto& [key, value] : options.params)
+    if (std::none_of(known.begin(), known.end(), [&](const MethodParam& p) { return p.name == key; })) {
+      std::vector<std::string> names;
+      for (const auto& p : known) names.push_back(p.name);
+      fail("method '{}' has no setting '{}' (settings: {})", method.name(), key,
+           names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")));
+    }
+}
+
+int MethodOptions::branch_rank(int m, int n) const {
+  if (branch_bits <= 0.0) return rank;
+  const double budget = branch_bits * m * n / (16.0 * (m + n));
+  return std::max(1, static_cast<int>(std::floor(budget)));
+}
+
+double MethodOptions::param_number(const std::string& name, double fallback) const {
+  const auto it = params.find(name);
+  if (it == params.end()) return fallback;
+  try {
+    std::size_t used = 0;
+    const double value = std::stod(it->second, &used);
+    if (used == it->second.size() && std::isfinite(value)) return value;
+  } catch (const std::exception&) {
+  }
+  fail("setting {}={} is not a number", name, it->second);
+}
+
+std::string MethodOptions::param_text(const std::string& name, const std::string& fallback) const {
+  const auto it = params.find(name);
+  return it == params.end() ? fallback : it->second;
 }
 
 std::vector<float> QuantizedLayer::effective_weights() const {

@@ -4,6 +4,7 @@
 // FBQ_REGISTER_METHOD; adding a method touches nothing else.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ struct LayerStats {
   std::int64_t tokens = 0;
   std::vector<double> hessian;    // H = X·Xᵀ / N, n × n row-major
   std::vector<float> mean_abs;    // mean |x_j| per input channel (AWQ)
+  // H of held-out calibration windows (same layer input), when the pipeline collected one; empty otherwise.
+  // Methods that iterate choose their kept iterate on it, so the choice is not fitted to the training H.
+  std::vector<double> validation_hessian;
 };
 
 struct MethodOptions {
@@ -28,7 +32,23 @@ struct MethodOptions {
   bool act_order = false;    // GPTQ: quantize columns by decreasing diag(H)
   bool clip_search = false;  // RTN/AWQ: search a per-group clip ratio minimising H-weighted error
   bool scaled_svd = true;    // LQER: activation-scaled SVD (L2QER) instead of plain SVD
+  // Branch size as a bit budget: when > 0, each layer's rank is ⌊X·m·n / (16·(m+n))⌋ (at least 1), so the
+  // f16 branch costs ≈ X extra bits per weight; overrides `rank`.
+  double branch_bits = 0.0;
   std::uint64_t seed = 0;
+  // Method-specific settings (`-O key=value` on the CLI), checked against QuantMethod::params().
+  std::map<std::string, std::string> params;
+
+  // The branch rank of an m × n layer (rank, or from branch_bits).
+  int branch_rank(int m, int n) const;
+  // A method-specific setting, or `fallback` when absent; throws when it does not parse.
+  double param_number(const std::string& name, double fallback) const;
+  std::string param_text(const std::string& name, const std::string& fallback) const;
+};
+
+// A method-specific setting a method accepts, for validation and `fbq quantize --list-methods`.
+struct MethodParam {
+  std::string name, default_value, help;
 };
 
 // What a method hands back for one linear layer (m = out, n = in).
@@ -40,6 +60,7 @@ struct QuantizedLayer {
   // Optional per-input-channel divisor (AWQ): the layer computes Q(W·diag(s))·(x / s). Empty = none.
   std::vector<float> input_scale;
   std::string note;  // short method-specific detail for the report (e.g. "alpha=0.5")
+  std::vector<std::pair<std::string, double>> metrics;  // numbers for the per-layer report (e.g. losses)
 
   // The float weights this layer effectively applies: dequant(Q)·diag(1/s) + B·A (m × n row-major).
   std::vector<float> effective_weights() const;
@@ -50,6 +71,7 @@ class QuantMethod {
   virtual ~QuantMethod() = default;
   virtual std::string name() const = 0;
   virtual bool uses_rank() const { return false; }
+  virtual std::vector<MethodParam> params() const { return {}; }
   // `weights`: m × n row-major float32. Throws fbq::Error on options it cannot honour.
   virtual QuantizedLayer quantize(const std::vector<float>& weights, int m, int n, const LayerStats& stats,
                                   const MethodOptions& options) const = 0;
@@ -59,6 +81,8 @@ using MethodFactory = std::function<std::unique_ptr<QuantMethod>()>;
 bool register_method(const std::string& name, MethodFactory factory);
 std::unique_ptr<QuantMethod> make_method(const std::string& name);  // throws listing the known names
 std::vector<std::string> method_names();
+// Throws unless every key of options.params is one of method.params().
+void check_method_params(const QuantMethod& method, const MethodOptions& options);
 
 #define FBQ_REGISTER_METHOD(NAME, TYPE) \
   static const bool fbq_registered_##TYPE = ::fbq::register_method(NAME, [] { return std::make_unique<TYPE>(); })

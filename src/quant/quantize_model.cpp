@@ -21,13 +21,18 @@ namespace {
 
 using json = nlohmann::json;
 
-// Passes calls through to the wrapped layer, accumulating the statistics of its input on the way.
+// Passes calls through to the wrapped layer, accumulating the statistics of its input on the way into the
+// training or the validation accumulator, whichever the pipeline has selected.
 class CapturingLinear final : public Linear {
  public:
-  CapturingLinear(const Linear& inner, HessianAccumulator& stats)
-      : Linear(inner.out_features(), inner.in_features()), inner_(inner), stats_(stats) {}
+  CapturingLinear(const Linear& inner, HessianAccumulator& train, HessianAccumulator& validation, const bool& validating)
+      : Linear(inner.out_features(), inner.in_features()),
+        inner_(inner),
+        train_(train),
+        validation_(validation),
+        validating_(validating) {}
   void forward(const float* x, int n_tokens, float* y) const override {
-    stats_.add(x, n_tokens);
+    (validating_ ? validation_ : train_).add(x, n_tokens);
     inner_.forward(x, n_tokens, y);
   }
   std::size_t weight_bytes() const override { return inner_.weight_bytes(); }
@@ -35,7 +40,8 @@ class CapturingLinear final : public Linear {
 
  private:
   const Linear& inner_;
-  HessianAccumulator& stats_;
+  HessianAccumulator &train_, &validation_;
+  const bool& validating_;
 };
 
 struct Projection {
@@ -91,16 +97,23 @@ void validate_quantize_options(const QuantizeOptions& options) {
   const auto& c = reader.config();
   if (c.quant_bits) fail("{} is already quantized", options.model.string());
   const auto& mo = options.method_options;
+  check_method_params(*method, mo);
   if (mo.rank < 0) fail("--rank must be >= 0 (got {})", mo.rank);
-  if (mo.rank > 0 && !method->uses_rank()) fail("method '{}' has no low-rank branch; drop --rank", options.method);
-  if (method->uses_rank() && mo.rank == 0) fail("method '{}' needs --rank R (R >= 1)", options.method);
+  if (mo.branch_bits < 0) fail("--branch-bits must be >= 0 (got {})", mo.branch_bits);
+  const bool has_branch = mo.rank > 0 || mo.branch_bits > 0;
+  if (has_branch && !method->uses_rank())
+    fail("method '{}' has no low-rank branch; drop --rank/--branch-bits", options.method);
+  if (method->uses_rank() && !has_branch) fail("method '{}' needs --rank R or --branch-bits X", options.method);
   const std::pair<int, int> shapes[] = {{c.q_dim(), c.dim}, {c.kv_dim(), c.dim}, {c.dim, c.q_dim()},
                                         {c.hidden_dim, c.dim}, {c.dim, c.hidden_dim}};
   for (const auto& [m, n] : shapes) {
     mo.spec.validate(n);
-    if (mo.rank >= std::min(m, n)) fail("--rank {} is not below min(m, n) = {} of a {}x{} layer", mo.rank, std::min(m, n), m, n);
+    const int rank = mo.branch_rank(m, n);
+    if (rank >= std::min(m, n))
+      fail("rank {} is not below min(m, n) = {} of a {}x{} layer", rank, std::min(m, n), m, n);
   }
   if (options.nsamples <= 0) fail("--nsamples must be positive");
+  if (options.validation_samples < 0) fail("--val-samples must be >= 0");
   if (options.seqlen < 2 || options.seqlen > c.max_seq_len)
     fail("--seqlen {} must be in [2, {}] (the model's context)", options.seqlen, c.max_seq_len);
   if (!std::filesystem::is_regular_file(options.calibration_text))
@@ -122,8 +135,10 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
   if (!tokenizer_path) fail("{}: no tokenizer found beside the model; pass --tokenizer FILE", options.model.string());
   const auto tokenizer = load_tokenizer(*tokenizer_path, c.vocab_size);
 
-  const auto windows = sample_calibration_windows(*tokenizer, options.calibration_text, options.nsamples,
-                                                  options.seqlen, options.seed);
+  // Validation windows are the last ones drawn, so adding them leaves the training windows unchanged.
+  const auto windows = sample_calibration_windows(*tokenizer, options.calibration_text,
+                                                  options.nsamples + options.validation_samples, options.seqlen,
+                                                  options.seed);
   const auto temp = temporary_output(options.output);
   std::filesystem::remove_all(temp);
   std::filesystem::create_directories(temp);
@@ -153,8 +168,10 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
   shell.config = c;
   InferenceSession session(shell, options.seqlen);
   std::vector<float> scratch(tokens_per_window * c.dim);
+  bool validating = false;
   const auto run_layer = [&](const DecoderLayer& layer, int index, bool in_place) {
     for (std::size_t w = 0; w < windows.size(); ++w) {
+      validating = static_cast<int>(w) >= options.nsamples;
       float* rows = &hidden[w * tokens_per_window * c.dim];
       float* target = rows;
       if (!in_place) target = static_cast<float*>(std::memcpy(scratch.data(), rows, scratch.size() * sizeof(float)));
@@ -173,12 +190,14 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     const auto prefix = fmt::format("model.layers.{}.", l);
 
     // Pass 1: the float layer, capturing the inputs of its linears.
-    std::vector<HessianAccumulator> inputs;
+    std::vector<HessianAccumulator> inputs, held_out;
     inputs.reserve(kInputCount);
+    held_out.reserve(kInputCount);
     for (int i = 0; i < kInputCount; ++i) {
       const auto& projection = *std::find_if(std::begin(kProjections), std::end(kProjections),
                                              [&](const Projection& p) { return p.name == std::string(kCapturedBy[i]); });
       inputs.emplace_back((layer.*projection.member)->in_features());
+      held_out.emplace_back((layer.*projection.member)->in_features());
     }
     std::vector<std::unique_ptr<Linear>> originals;
     for (int i = 0; i < kInputCount; ++i)
@@ -186,7 +205,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
         if (projection.name == std::string(kCapturedBy[i])) {
           auto& slot = layer.*projection.member;
           originals.push_back(std::move(slot));
-          slot = std::make_unique<CapturingLinear>(*originals.back(), inputs[i]);
+          slot = std::make_unique<CapturingLinear>(*originals.back(), inputs[i], held_out[i], validating);
         }
     run_layer(layer, l, /*in_place=*/false);
     int restored = 0;
@@ -194,7 +213,10 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       for (const auto& projection : kProjections)
         if (projection.name == std::string(kCapturedBy[i])) layer.*projection.member = std::move(originals[restored++]);
     std::vector<LayerStats> stats;
-    for (const auto& accumulator : inputs) stats.push_back(accumulator.finish());
+    for (int i = 0; i < kInputCount; ++i) {
+      stats.push_back(inputs[i].finish());
+      if (options.validation_samples > 0) stats.back().validation_hessian = held_out[i].finish().hessian;
+    }
 
     // Quantize every linear of the layer against its input statistics.
     for (const auto& projection : kProjections) {
@@ -215,6 +237,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
           stats[projection.input].hessian);
       report.bits_per_weight = packed->bits_per_weight();
       report.note = quantized.note;
+      report.metrics = quantized.metrics;
       total_bits += report.bits_per_weight * m * n;
       total_weights += static_cast<double>(m) * n;
       write_packed(writer, report.name, *packed);
@@ -247,7 +270,8 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
 
   const auto& mo = options.method_options;
   const json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
-                             {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank}};
+                             {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank},
+                             {"branch_bits", mo.branch_bits}};
   json config = {{"architectures", {"LlamaForCausalLM"}},
                  {"model_type", "llama"},
                  {"hidden_size", c.dim},
@@ -269,20 +293,24 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                                                                                               : "tokenizer.bin"));
 
   json layers = json::array();
-  for (const auto& r : summary.linears)
-    layers.push_back({{"name", r.name},         {"shape", {r.out_features, r.in_features}},
-                      {"h_error", r.error},     {"h_error_rtn", r.error_rtn},
-                      {"seconds", r.seconds},   {"bits_per_weight", r.bits_per_weight},
-                      {"note", r.note}});
+  for (const auto& r : summary.linears) {
+    json entry = {{"name", r.name},         {"shape", {r.out_features, r.in_features}},
+                  {"h_error", r.error},     {"h_error_rtn", r.error_rtn},
+                  {"seconds", r.seconds},   {"bits_per_weight", r.bits_per_weight},
+                  {"note", r.note}};
+    for (const auto& [key, value] : r.metrics) entry[key] = value;
+    layers.push_back(std::move(entry));
+  }
   const json report = {
       {"method", options.method},
       {"options",
        {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
         {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
-        {"scaled_svd", mo.scaled_svd}, {"seed", options.seed}}},
+        {"scaled_svd", mo.scaled_svd}, {"branch_bits", mo.branch_bits}, {"params", mo.params},
+        {"seed", options.seed}}},
       {"calibration",
        {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},
-        {"seqlen", options.seqlen}, {"seed", options.seed}}},
+        {"validation_samples", options.validation_samples}, {"seqlen", options.seqlen}, {"seed", options.seed}}},
       {"source_model", options.model.filename().string()},
       {"bits_per_weight", summary.bits_per_weight},
       {"layers", layers}};

@@ -21,6 +21,7 @@ struct QuantizeOptions {
   std::string method = "rtn";
   MethodOptions method_options;
   int nsamples = 128;
+  int validation_samples = 0;  // extra held-out windows whose H methods may select iterates on
   int seqlen = 256;
   std::uint64_t seed = 0;
   bool overwrite = false;
@@ -35,6 +36,7 @@ struct LinearReport {
   double seconds = 0;
   double bits_per_weight = 0;
   std::string note;
+  std::vector<std::pair<std::string, double>> metrics;
 };
 
 struct QuantizeSummary {

@@ -20,22 +20,24 @@ class LqerMethod final : public QuantMethod {
                           const MethodOptions& options) const override {
     // rank = min(m, n) would be a full-precision copy of the error: no longer a quantized layer.
     const int rank_limit = std::min(m, n);
-    if (options.rank < 1 || options.rank >= rank_limit)
-      fail("lqer needs 1 <= --rank < min(out, in) = {} (got {})", rank_limit, options.rank);
+    const int rank = options.branch_rank(m, n);
+    if (rank < 1 || rank >= rank_limit)
+      fail("lqer needs 1 <= rank < min(out, in) = {} (got {})", rank_limit, rank);
 
     // The base is exactly what the rtn method produces (same clip search), so the two compare like for like.
     MethodOptions base_options = options;
     base_options.rank = 0;
+    base_options.branch_bits = 0.0;
     QuantizedLayer layer = make_method("rtn")->quantize(weights, m, n, stats, base_options);
 
     const auto dequantized = layer.weights.dequantize();
     std::vector<float> error(weights.size());
     for (std::size_t i = 0; i < error.size(); ++i) error[i] = weights[i] - dequantized[i];
-    LowRank branch = scaled_low_rank(error, m, n, options.rank, options.scaled_svd ? &stats.hessian : nullptr);
+    LowRank branch = scaled_low_rank(error, m, n, rank, options.scaled_svd ? &stats.hessian : nullptr);
     round_to_f16(branch.a);
     round_to_f16(branch.b);
 
-    layer.rank = options.rank;
+    layer.rank = rank;
     layer.lora_a = std::move(branch.a);
     layer.lora_b = std::move(branch.b);
     layer.note = options.scaled_svd ? "scaled" : "plain";

@@ -1,0 +1,34 @@
+#include "quant/fbquant.h"
+
+#include <cblas.h>
+
+namespace fbq {
+
+BranchGradients branch_gradients(const std::vector<float>& error, const std::vector<float>& hessian,
+                                 const std::vector<float>& a, const std::vector<float>& b, int m, int n, int r) {
+  BranchGradients g{std::vector<float>(static_cast<std::size_t>(r) * n), std::vector<float>(static_cast<std::size_t>(m) * r)};
+  // H·Aᵀ (n×r), then ∂L/∂B = 2·E·(H·Aᵀ).
+  std::vector<float> h_at(static_cast<std::size_t>(n) * r);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, n, 1.0f, hessian.data(), n, a.data(), n, 0.0f,
+              h_at.data(), r);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, r, n, 2.0f, error.data(), n, h_at.data(), r, 0.0f,
+              g.grad_b.data(), r);
+  // Bᵀ·E (r×n), then ∂L/∂A = 2·(Bᵀ·E)·H.
+  std::vector<float> bt_e(static_cast<std::size_t>(r) * n);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.data(), r, error.data(), n, 0.0f,
+              bt_e.data(), n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, n, n, 2.0f, bt_e.data(), n, hessian.data(), n, 0.0f,
+              g.grad_a.data(), n);
+  return g;
+}
+
+double reconstruction_loss(const std::vector<float>& error, const std::vector<float>& hessian, int m, int n) {
+  std::vector<float> e_h(static_cast<std::size_t>(m) * n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, n, 1.0f, error.data(), n, hessian.data(), n, 0.0f,
+              e_h.data(), n);
+  double total = 0.0;
+  for (std::size_t i = 0; i < e_h.size(); ++i) total += static_cast<double>(e_h[i]) * error[i];
+  return total;
+}
+
+}  // namespace fbq
