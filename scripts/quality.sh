@@ -5,6 +5,8 @@
 # Usage: scripts/quality.sh [--quick]   (--quick: 16 calibration windows and 40 PPL windows, for a smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Throughput runs: idle OpenMP threads sleep instead of spinning against whatever else shares the 2 cores.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 fbq=build/fbq
 model=models/ref-llama-12m
 shared=../shared

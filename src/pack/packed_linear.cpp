@@ -124,24 +124,45 @@ std::string PackedLinear::describe() const {
                      rank_ > 0 ? fmt::format(" + rank-{} branch", rank_) : "", input_scale_.empty() ? "" : " + input scale");
 }
 
+namespace {
+
+// Streams `count` consecutive `bits`-wide fields from the start of `words` (one row's codes).
+void unpack_fields(const std::uint32_t* words, int count, int bits, std::uint8_t* out) {
+  const std::uint32_t mask = (1u << bits) - 1u;
+  std::uint64_t buffer = 0;
+  int available = 0;
+  for (int i = 0; i < count; ++i) {
+    if (available < bits) {
+      buffer |= static_cast<std::uint64_t>(*words++) << available;
+      available += 32;
+    }
+    out[i] = static_cast<std::uint8_t>(buffer & mask);
+    buffer >>= bits;
+    available -= bits;
+  }
+}
+
+}  // namespace
+
 void PackedLinear::dequantize_rows(int first_row, int count, float* out) const {
   const int n = weights_.cols, bits = weights_.spec.bits, g = weights_.spec.group_size, groups = weights_.groups_per_row();
+  std::vector<std::uint8_t> codes(n);
   for (int i = 0; i < count; ++i) {
     const int r = first_row + i;
-    const std::uint32_t* code_row = &weights_.codes[static_cast<std::size_t>(r) * weights_.code_words_per_row()];
+    unpack_fields(&weights_.codes[static_cast<std::size_t>(r) * weights_.code_words_per_row()], n, bits, codes.data());
     float* row = out + static_cast<std::size_t>(i) * n;
     for (int group = 0; group < groups; ++group) {
-      const float scale = scale_values_[static_cast<std::size_t>(r) * groups + group];
-      const int zero = static_cast<int>(read_bits(weights_.zeros.data(), static_cast<std::int64_t>(r) * groups + group, bits));
-      for (int c = group * g; c < (group + 1) * g; ++c)
-        row[c] = scale * static_cast<float>(static_cast<int>(read_bits(code_row, c, bits)) - zero);
+      const std::int64_t index = static_cast<std::int64_t>(r) * groups + group;
+      const float scale = scale_values_[index];
+      const int zero = static_cast<int>(read_bits(weights_.zeros.data(), index, bits));
+      for (int c = group * g; c < (group + 1) * g; ++c) row[c] = scale * static_cast<float>(codes[c] - zero);
     }
   }
 }
 
 void PackedLinear::forward_reference(const float* x, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
-  std::vector<float> scaled(x, x + n), row(n), branch(rank_);
+  std::vector<float> scaled(x, x + n), branch(rank_);
   if (!input_scale_.empty())
     for (int j = 0; j < n; ++j) scaled[j] /= input_scale_[j];
   for (int k = 0; k < rank_; ++k) {  // t = A·x first, so each row adds B[row,:]·t before its store
@@ -149,12 +170,22 @@ void PackedLinear::forward_reference(const float* x, float* y) const {
     for (int j = 0; j < n; ++j) sum += lora_a_[static_cast<std::size_t>(k) * n + j] * x[j];
     branch[k] = sum;
   }
-  for (int r = 0; r < m; ++r) {
-    dequantize_rows(r, 1, row.data());
-    float sum = 0.0f;
-    for (int j = 0; j < n; ++j) sum += row[j] * scaled[j];
-    for (int k = 0; k < rank_; ++k) sum += lora_b_[static_cast<std::size_t>(r) * rank_ + k] * branch[k];
-    y[r] = sum;
+  constexpr int kChunk = 16;
+#pragma omp parallel
+  {
+    std::vector<float> rows(static_cast<std::size_t>(kChunk) * n);
+#pragma omp for schedule(static)
+    for (int first = 0; first < m; first += kChunk) {
+      const int count = std::min(kChunk, m - first);
+      dequantize_rows(first, count, rows.data());
+      for (int i = 0; i < count; ++i) {
+        const float* row = &rows[static_cast<std::size_t>(i) * n];
+        float sum = 0.0f;
+        for (int j = 0; j < n; ++j) sum += row[j] * scaled[j];
+        for (int k = 0; k < rank_; ++k) sum += lora_b_[static_cast<std::size_t>(first + i) * rank_ + k] * branch[k];
+        y[first + i] = sum;
+      }
+    }
   }
 }
 
@@ -164,16 +195,18 @@ void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
     forward_reference(x, y);
     return;
   }
-  // Prefill: dequantize tiles of rows and multiply each with one GEMM (no f32 copy of the whole matrix).
+  // Prefill: dequantize tiles of rows (in parallel) and multiply each with one GEMM. Tiles of ~1M weights
+  // amortise the GEMM call without ever holding an f32 copy of a large matrix.
   std::vector<float> scaled(x, x + static_cast<std::size_t>(n_tokens) * n);
   if (!input_scale_.empty())
     for (int t = 0; t < n_tokens; ++t)
       for (int j = 0; j < n; ++j) scaled[static_cast<std::size_t>(t) * n + j] /= input_scale_[j];
-  constexpr int kTileRows = 64;
-  std::vector<float> tile(static_cast<std::size_t>(kTileRows) * n);
-  for (int r = 0; r < m; r += kTileRows) {
-    const int rows = std::min(kTileRows, m - r);
-    dequantize_rows(r, rows, tile.data());
+  const int tile_rows = std::clamp((1 << 20) / n, 16, m);
+  std::vector<float> tile(static_cast<std::size_t>(tile_rows) * n);
+  for (int r = 0; r < m; r += tile_rows) {
+    const int rows = std::min(tile_rows, m - r);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < rows; ++i) dequantize_rows(r + i, 1, tile.data() + static_cast<std::size_t>(i) * n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, rows, n, 1.0f, scaled.data(), n, tile.data(), n,
                 0.0f, y + r, m);
   }

@@ -44,26 +44,24 @@ class CapturingLinear final : public Linear {
   const bool& validating_;
 };
 
-struct Projection {
-  const char* name;                      // HF name under model.layers.N.
-  std::unique_ptr<Linear> DecoderLayer::*member;
-  int input;                             // which shared input statistics it uses
-};
-
 enum Input { kAttentionInput, kAttentionOutput, kMlpInput, kMlpHidden, kInputCount };
 
-constexpr Projection kProjections[] = {
-    {"self_attn.q_proj", &DecoderLayer::q_proj, kAttentionInput},
-    {"self_attn.k_proj", &DecoderLayer::k_proj, kAttentionInput},
-    {"self_attn.v_proj", &DecoderLayer::v_proj, kAttentionInput},
-    {"self_attn.o_proj", &DecoderLayer::o_proj, kAttentionOutput},
-    {"mlp.gate_proj", &DecoderLayer::gate_proj, kMlpInput},
-    {"mlp.up_proj", &DecoderLayer::up_proj, kMlpInput},
-    {"mlp.down_proj", &DecoderLayer::down_proj, kMlpHidden},
+struct Projection {
+  const char* name;  // HF name under model.layers.N.
+  std::unique_ptr<Linear> DecoderLayer::*member;
+  Input input;    // which shared input statistics it uses (q/k/v share one, gate/up share one)
+  bool captures;  // the first projection reading an input is the one wrapped to capture it
 };
-// The first projection reading each input is the one wrapped to capture it.
-constexpr const char* kCapturedBy[kInputCount] = {"self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj",
-                                                  "mlp.down_proj"};
+
+constexpr Projection kProjections[] = {
+    {"self_attn.q_proj", &DecoderLayer::q_proj, kAttentionInput, true},
+    {"self_attn.k_proj", &DecoderLayer::k_proj, kAttentionInput, false},
+    {"self_attn.v_proj", &DecoderLayer::v_proj, kAttentionInput, false},
+    {"self_attn.o_proj", &DecoderLayer::o_proj, kAttentionOutput, true},
+    {"mlp.gate_proj", &DecoderLayer::gate_proj, kMlpInput, true},
+    {"mlp.up_proj", &DecoderLayer::up_proj, kMlpInput, false},
+    {"mlp.down_proj", &DecoderLayer::down_proj, kMlpHidden, true},
+};
 
 long peak_rss_kib() {
   rusage usage{};
@@ -190,28 +188,22 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     const auto prefix = fmt::format("model.layers.{}.", l);
 
     // Pass 1: the float layer, capturing the inputs of its linears.
-    std::vector<HessianAccumulator> inputs, held_out;
-    inputs.reserve(kInputCount);
+    std::vector<HessianAccumulator> inputs, held_out;  // indexed by Input: kProjections captures them in order
+    inputs.reserve(kInputCount);  // the capturing layers hold references into these
     held_out.reserve(kInputCount);
-    for (int i = 0; i < kInputCount; ++i) {
-      const auto& projection = *std::find_if(std::begin(kProjections), std::end(kProjections),
-                                             [&](const Projection& p) { return p.name == std::string(kCapturedBy[i]); });
-      inputs.emplace_back((layer.*projection.member)->in_features());
-      held_out.emplace_back((layer.*projection.member)->in_features());
-    }
-    std::vector<std::unique_ptr<Linear>> originals;
-    for (int i = 0; i < kInputCount; ++i)
-      for (const auto& projection : kProjections)
-        if (projection.name == std::string(kCapturedBy[i])) {
-          auto& slot = layer.*projection.member;
-          originals.push_back(std::move(slot));
-          slot = std::make_unique<CapturingLinear>(*originals.back(), inputs[i], held_out[i], validating);
-        }
+    std::unique_ptr<Linear> originals[kInputCount];
+    for (const auto& projection : kProjections)
+      if (projection.captures) {
+        auto& slot = layer.*projection.member;
+        inputs.emplace_back(slot->in_features());
+        held_out.emplace_back(slot->in_features());
+        originals[projection.input] = std::move(slot);
+        slot = std::make_unique<CapturingLinear>(*originals[projection.input], inputs[projection.input],
+                                                 held_out[projection.input], validating);
+      }
     run_layer(layer, l, /*in_place=*/false);
-    int restored = 0;
-    for (int i = 0; i < kInputCount; ++i)
-      for (const auto& projection : kProjections)
-        if (projection.name == std::string(kCapturedBy[i])) layer.*projection.member = std::move(originals[restored++]);
+    for (const auto& projection : kProjections)
+      if (projection.captures) layer.*projection.member = std::move(originals[projection.input]);
     std::vector<LayerStats> stats;
     for (int i = 0; i < kInputCount; ++i) {
       stats.push_back(inputs[i].finish());
