@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
     for (const auto& name : fbq::method_names()) {
       const auto method = fbq::make_method(name);
       fmt::print("{}{}\n", name, method->uses_rank() ? " (low-rank branch: --rank or --branch-bits)" : "");
-      for (const auto& p : method->params()) fmt::print("  -O {}={:<10} {}\n", p.name, p.default_value, p.help);
+      for (const auto& p : method->params()) fmt::print("  -O {:<18} {}\n", p.name + "=" + p.default_value, p.help);
     }
     throw CLI::Success();
   }, "list methods and their -O settings, then exit");

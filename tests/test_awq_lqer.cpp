@@ -5,14 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <random>
 
-#include "model/linear.h"
-#include "model/model.h"
-#include "model/transformer.h"
 #include "quant/low_rank.h"
 #include "quant/method.h"
-#include "test_support.h"
+#include "test_layers.h"
 #include "util/error.h"
 
 namespace fbq {
@@ -24,33 +20,15 @@ struct Layer {
   LayerStats stats;
 };
 
-// H = Xᵀ·X / N and mean |x_j| from N row-major activation rows of width n.
-LayerStats stats_from_activations(const std::vector<float>& x, int n) {
-  const auto tokens = static_cast<int>(x.size() / n);
-  const std::vector<double> rows(x.begin(), x.end());
-  LayerStats stats{n, tokens, std::vector<double>(static_cast<std::size_t>(n) * n), std::vector<float>(n, 0.0f), {}};
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, tokens, 1.0 / tokens, rows.data(), n, rows.data(), n, 0.0,
-              stats.hessian.data(), n);
-  for (int t = 0; t < tokens; ++t)
-    for (int j = 0; j < n; ++j) stats.mean_abs[j] += std::fabs(x[static_cast<std::size_t>(t) * n + j]) / tokens;
-  return stats;
-}
-
-std::vector<float> normal_values(std::size_t count, std::mt19937& rng, float stddev = 1.0f) {
-  std::normal_distribution<float> normal(0.0f, stddev);
-  std::vector<float> values(count);
-  for (auto& value : values) value = normal(rng);
-  return values;
-}
-
-// A random layer whose inputs have very unequal channel magnitudes (as real activations do).
-Layer synthetic_layer(int m, int n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  Layer layer{m, n, normal_values(static_cast<std::size_t>(m) * n, rng, 0.05f), {}};
-  auto x = normal_values(static_cast<std::size_t>(4 * n) * n, rng);
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] *= 0.1f + static_cast<float>((i % n) % 7);
-  layer.stats = stats_from_activations(x, n);
-  return layer;
+// A random layer whose inputs have very unequal channel magnitudes (as real activations do): independent
+// channels whose scales cycle through 0.1, 1.1, …, 6.1. (AwqSynthetic needs this spread: on the default
+// activations AWQ with clip search keeps α = 0.) The activations are drawn from a seed apart from the
+// weights', so the two are independent.
+Layer synthetic_layer(int m, int n, std::uint64_t seed) {
+  const test::ActivationShape unequal_channels{
+      .coupling = 0.0f, .channel_scale = [](int j) { return 0.1f + static_cast<float>(j % 7); }};
+  return {m, n, test::gaussian(static_cast<std::size_t>(m) * n, seed, 0.05f),
+          test::random_activation_stats(n, seed + 1000, unequal_channels)};
 }
 
 MethodOptions options_for(int bits, int group, int rank = 0, bool clip_search = false, bool scaled_svd = true) {
@@ -68,38 +46,12 @@ bool all_f16(std::vector<float> values) {
   return values == original;
 }
 
-// Layer 0's q_proj with H from its real inputs: RMSNorm(embedding) of up to 4096 tokens of the training text.
+// Layer 0's q_proj with H from its real inputs (test::real_q_proj_layer()).
 class RealQProj : public ::testing::TestWithParam<int> {
  protected:
-  static void SetUpTestSuite() {
-    const auto model_dir = test::bundled_model();
-    const auto text_path = test::shared_dir() / "data" / "train.txt";
-    if (!std::filesystem::exists(model_dir / "model.safetensors") || !std::filesystem::exists(text_path)) return;
-    const auto model = load_model(model_dir);
-    auto text = test::read_file(text_path);
-    text.resize(std::min<std::size_t>(text.size(), 64 * 1024));
-    auto tokens = model.tokenizer->encode(text, true);
-    tokens.resize(std::min<std::size_t>(tokens.size(), 4096));
-
-    const int dim = model.config.dim;
-    std::vector<float> x(tokens.size() * dim);
-    for (std::size_t t = 0; t < tokens.size(); ++t)
-      rms_norm(&(*model.embedding)[static_cast<std::size_t>(tokens[t]) * dim], model.layers[0].attn_norm.data(), dim,
-               model.config.rms_eps, &x[t * dim]);
-    const auto& q_proj = *model.layers[0].q_proj;
-    layer_ = new Layer{q_proj.out_features(), q_proj.in_features(), dynamic_cast<const DenseLinear&>(q_proj).weights(),
-                       stats_from_activations(x, dim)};
-  }
-  static void TearDownTestSuite() {
-    delete layer_;
-    layer_ = nullptr;
-    errors_.clear();
-  }
-  void SetUp() override {
-    if (layer_ == nullptr)
-      GTEST_SKIP() << "bundled model or " << test::shared_dir() / "data" / "train.txt"
-                   << " missing";
-  }
+  static void TearDownTestSuite() { errors_.clear(); }
+  void SetUp() override { FBQ_REQUIRE_REAL_LAYER(layer()); }
+  static const test::RealLayer& layer() { return test::real_q_proj_layer(); }
 
   // relative_h_error of one method on the layer, computed once per configuration (the SVDs and α grids are
   // shared by several tests).
@@ -108,12 +60,11 @@ class RealQProj : public ::testing::TestWithParam<int> {
                      std::to_string(options.clip_search) + std::to_string(options.scaled_svd);
     const auto cached = errors_.find(key);
     if (cached != errors_.end()) return cached->second;
-    const auto quantized = make_method(method)->quantize(layer_->weights, layer_->m, layer_->n, layer_->stats, options);
-    return errors_[key] = relative_h_error(layer_->weights, quantized.effective_weights(), layer_->m, layer_->n,
-                                           layer_->stats.hessian);
+    const auto& l = layer();
+    const auto quantized = make_method(method)->quantize(l.weights, l.m, l.n, l.stats, options);
+    return errors_[key] = relative_h_error(l.weights, quantized.effective_weights(), l.m, l.n, l.stats.hessian);
   }
 
-  static inline Layer* layer_ = nullptr;
   static inline std::map<std::string, double> errors_;
 };
 
@@ -194,9 +145,8 @@ TEST(AwqLqerStorage, BranchAndScalesAreF16WithTheDocumentedShapes) {
 TEST(LqerLowRank, ReconstructsAnExactlyLowRankMatrix) {
   const int rank = 5;
   for (const auto& [m, n] : {std::pair{40, 72}, std::pair{72, 40}}) {
-    std::mt19937 rng(7);
-    const auto left = normal_values(static_cast<std::size_t>(m) * rank, rng);
-    const auto right = normal_values(static_cast<std::size_t>(rank) * n, rng);
+    const auto left = test::gaussian(static_cast<std::size_t>(m) * rank, 7);
+    const auto right = test::gaussian(static_cast<std::size_t>(rank) * n, 8);
     std::vector<float> matrix(static_cast<std::size_t>(m) * n);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, rank, 1.0f, left.data(), rank, right.data(), n, 0.0f,
                 matrix.data(), n);

@@ -2,49 +2,18 @@
 // reproducibility and option errors.
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "quant/fbquant.h"
 #include "quant/method.h"
 #include "quant/quantize_model.h"
-#include "test_support.h"
+#include "test_layers.h"
 #include "util/error.h"
 
 namespace fbq {
 namespace {
 
-std::vector<float> gaussian(std::size_t count, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sd);
-  std::vector<float> values(count);
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
-
-// A correlated, positive definite H = X·Xᵀ/N from random activations with a few large channels.
-LayerStats correlated_stats(int n, std::uint64_t seed) {
-  const int tokens = 4 * n;
-  auto x = gaussian(static_cast<std::size_t>(tokens) * n, seed);
-  for (int t = 0; t < tokens; ++t)
-    for (int j = 0; j < n; ++j) {
-      float& v = x[static_cast<std::size_t>(t) * n + j];
-      if (j > 0) v += 0.6f * x[static_cast<std::size_t>(t) * n + j - 1];  // neighbouring channels correlate
-      if (j % 17 == 0) v *= 4.0f;                                          // outlier channels
-    }
-  LayerStats stats;
-  stats.n = n;
-  stats.tokens = tokens;
-  stats.hessian.assign(static_cast<std::size_t>(n) * n, 0.0);
-  stats.mean_abs.assign(n, 0.0f);
-  for (int t = 0; t < tokens; ++t)
-    for (int i = 0; i < n; ++i) {
-      stats.mean_abs[i] += std::fabs(x[static_cast<std::size_t>(t) * n + i]) / tokens;
-      for (int j = 0; j < n; ++j)
-        stats.hessian[static_cast<std::size_t>(i) * n + j] +=
-            double(x[static_cast<std::size_t>(t) * n + i]) * x[static_cast<std::size_t>(t) * n + j] / tokens;
-    }
-  return stats;
-}
+using test::gaussian;
+using test::random_activation_stats;
 
 double metric(const QuantizedLayer& layer, const std::string& name) {
   for (const auto& [key, value] : layer.metrics)
@@ -56,7 +25,7 @@ double metric(const QuantizedLayer& layer, const std::string& name) {
 TEST(Fbquant, FeedbackKeepsEveryWeightWithinHalfAStep) {
   const int m = 48, n = 128;
   const auto weights = gaussian(static_cast<std::size_t>(m) * n, 1, 0.05f);
-  const auto stats = correlated_stats(n, 2);
+  const auto stats = random_activation_stats(n, 2);
   const auto method = make_method("fbquant");
   for (const int bits : {2, 3, 4}) {
     MethodOptions options;
@@ -79,7 +48,7 @@ TEST(Fbquant, FeedbackKeepsEveryWeightWithinHalfAStep) {
 TEST(Fbquant, BeatsRtnAndLqerAtTheSameRank) {
   const int m = 64, n = 128;
   const auto weights = gaussian(static_cast<std::size_t>(m) * n, 3, 0.05f);
-  const auto stats = correlated_stats(n, 4);
+  const auto stats = random_activation_stats(n, 4);
   MethodOptions options;
   options.spec = {3, 32};
   options.rank = 4;
@@ -101,9 +70,9 @@ TEST(Fbquant, AnalyticGradientMatchesFiniteDifferences) {
   const auto wq = gaussian(static_cast<std::size_t>(m) * n, 6);
   const auto a = gaussian(static_cast<std::size_t>(r) * n, 7, 0.3f);
   const auto b = gaussian(static_cast<std::size_t>(m) * r, 8, 0.3f);
-  const auto stats = correlated_stats(n, 9);
+  const auto stats = random_activation_stats(n, 9);
   const std::vector<float> h(stats.hessian.begin(), stats.hessian.end());
-  const auto loss = [&](const std::vector<float>& a_, const std::vector<float>& b_) {
+  const auto error_matrix = [&](const std::vector<float>& a_, const std::vector<float>& b_) {
     std::vector<float> e(static_cast<std::size_t>(m) * n);
     for (int i = 0; i < m; ++i)
       for (int j = 0; j < n; ++j) {
@@ -111,15 +80,12 @@ TEST(Fbquant, AnalyticGradientMatchesFiniteDifferences) {
         for (int k = 0; k < r; ++k) sigma += double(b_[i * r + k]) * a_[k * n + j];
         e[i * n + j] = static_cast<float>(wq[i * n + j] - w[i * n + j] + sigma);
       }
-    return reconstruction_loss(e, h, m, n);
+    return e;
   };
-  std::vector<float> e(static_cast<std::size_t>(m) * n);
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) {
-      double sigma = 0;
-      for (int k = 0; k < r; ++k) sigma += double(b[i * r + k]) * a[k * n + j];
-      e[i * n + j] = static_cast<float>(wq[i * n + j] - w[i * n + j] + sigma);
-    }
+  const auto loss = [&](const std::vector<float>& a_, const std::vector<float>& b_) {
+    return reconstruction_loss(error_matrix(a_, b_), h, m, n);
+  };
+  const auto e = error_matrix(a, b);
   const auto grads = branch_gradients(e, h, a, b, m, n, r);
   const float delta = 1e-2f;
   const auto check = [&](const std::vector<float>& analytic, bool wrt_a) {
@@ -138,7 +104,7 @@ TEST(Fbquant, AnalyticGradientMatchesFiniteDifferences) {
 TEST(Fbquant, RejectsBadSettings) {
   const int m = 16, n = 64;
   const auto weights = gaussian(static_cast<std::size_t>(m) * n, 10);
-  const auto stats = correlated_stats(n, 11);
+  const auto stats = random_activation_stats(n, 11);
   const auto method = make_method("fbquant");
   MethodOptions options;
   options.spec = {4, 32};

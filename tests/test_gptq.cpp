@@ -1,6 +1,5 @@
 // GPTQ: beats RTN on a real layer's Hessian, emits legitimate codes, reduces to RTN when H is diagonal,
 // is deterministic, and rejects what it cannot honour.
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,104 +10,18 @@
 #include <random>
 
 #include "io/dtype.h"
-#include "model/model.h"
-#include "model/transformer.h"
 #include "quant/gptq.h"
 #include "quant/method.h"
-#include "test_support.h"
+#include "test_layers.h"
 #include "util/error.h"
 
 namespace fbq {
 namespace {
 
-using test::bundled_model;
-using test::shared_dir;
-
-// H = XᵀX / N for N rows of X (N × n row-major), in double.
-std::vector<double> hessian_of(const std::vector<double>& x, int rows, int n) {
-  std::vector<double> h(static_cast<std::size_t>(n) * n);
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, rows, 1.0 / rows, x.data(), n, 0.0, h.data(), n);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < i; ++j) h[static_cast<std::size_t>(i) * n + j] = h[static_cast<std::size_t>(j) * n + i];
-  return h;
+// An m × n weight matrix of a layer's typical scale.
+std::vector<float> random_weights(int m, int n, std::uint64_t seed) {
+  return test::gaussian(static_cast<std::size_t>(m) * n, seed, 0.02f);
 }
-
-std::vector<float> random_weights(int m, int n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<float> w(static_cast<std::size_t>(m) * n);
-  for (auto& v : w) v = normal(rng);
-  return w;
-}
-
-// A dense, correlated Hessian: inputs share a few latent factors plus noise, with uneven channel scales.
-std::vector<double> random_hessian(int n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<double> normal;
-  const int rows = 512, latent = 8;
-  std::vector<double> mixing(static_cast<std::size_t>(latent) * n), scale(n), x(static_cast<std::size_t>(rows) * n);
-  for (auto& v : mixing) v = normal(rng);
-  for (auto& v : scale) v = std::exp(normal(rng));
-  for (int t = 0; t < rows; ++t) {
-    std::vector<double> z(latent);
-    for (auto& v : z) v = normal(rng);
-    for (int j = 0; j < n; ++j) {
-      double value = 0.5 * normal(rng);
-      for (int l = 0; l < latent; ++l) value += z[l] * mixing[static_cast<std::size_t>(l) * n + j];
-      x[static_cast<std::size_t>(t) * n + j] = scale[j] * value;
-    }
-  }
-  return hessian_of(x, rows, n);
-}
-
-// Layer 0's q_proj and the Hessian of its real input: RMSNorm(embedding) of real text.
-struct RealLayer {
-  std::string missing;  // the reference file that was not found, if any
-  int m = 0, n = 0, tokens = 0;
-  std::vector<float> weights;
-  std::vector<double> hessian;
-};
-
-const RealLayer& layer0_q_proj() {
-  static const RealLayer layer = [] {
-    RealLayer out;
-    const auto model_dir = bundled_model();
-    const auto text_path = shared_dir() / "data" / "train.txt";
-    for (const auto& path : {model_dir / "model.safetensors", text_path})
-      if (!std::filesystem::exists(path)) {
-        out.missing = path.string();
-        return out;
-      }
-    const auto model = load_model(model_dir);
-    auto text = test::read_file(text_path);
-    // 20 KB of this text is > 4096 tokens; tokenizing more only costs test time.
-    text.resize(std::min<std::size_t>(text.size(), 20 * 1024));
-    auto ids = model.tokenizer->encode(text, true);
-    ids.resize(std::min<std::size_t>(ids.size(), 4096));
-
-    const int dim = model.config.dim;
-    const auto& decoder = model.layers[0];
-    std::vector<float> normed(dim);
-    std::vector<double> x(ids.size() * dim);
-    for (std::size_t t = 0; t < ids.size(); ++t) {
-      rms_norm(&(*model.embedding)[static_cast<std::size_t>(ids[t]) * dim], decoder.attn_norm.data(), dim,
-               model.config.rms_eps, normed.data());
-      std::copy(normed.begin(), normed.end(), &x[t * dim]);
-    }
-    out.tokens = static_cast<int>(ids.size());
-    out.m = decoder.q_proj->out_features();
-    out.n = dim;
-    out.weights = dynamic_cast<const DenseLinear&>(*decoder.q_proj).weights();
-    out.hessian = hessian_of(x, out.tokens, dim);
-    return out;
-  }();
-  return layer;
-}
-
-#define FBQ_REQUIRE_REAL_LAYER(layer)                                                               \
-  do {                                                                                              \
-    if (!(layer).missing.empty()) GTEST_SKIP() << "reference data not found: " << (layer).missing; \
-  } while (0)
 
 void expect_legitimate(const QuantizedMatrix& q, int m, int n, const QuantSpec& spec) {
   ASSERT_EQ(q.rows, m);
@@ -132,20 +45,20 @@ void expect_legitimate(const QuantizedMatrix& q, int m, int n, const QuantSpec& 
 }
 
 TEST(GptqRealLayer, BeatsRtnOnLayer0QProjAtW4W3W2) {
-  const auto& layer = layer0_q_proj();
+  const auto& layer = test::real_q_proj_layer();
   FBQ_REQUIRE_REAL_LAYER(layer);
   const int m = layer.m, n = layer.n;
   for (int bits : {4, 3, 2}) {
     const QuantSpec spec{bits, 128};
     const auto rtn = quantize_rtn(layer.weights.data(), m, n, spec).dequantize();
-    const double rtn_error = relative_h_error(layer.weights, rtn, m, n, layer.hessian);
+    const double rtn_error = relative_h_error(layer.weights, rtn, m, n, layer.stats.hessian);
     double errors[2];
     for (bool act_order : {false, true}) {
       const auto start = std::chrono::steady_clock::now();
-      const auto q = gptq_quantize(layer.weights, m, n, layer.hessian, spec, {0.01, 128, act_order});
+      const auto q = gptq_quantize(layer.weights, m, n, layer.stats.hessian, spec, {0.01, 128, act_order});
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      errors[act_order] = relative_h_error(layer.weights, q.dequantize(), m, n, layer.hessian);
-      std::cout << "[ gptq     ] layer0.q_proj " << m << "x" << n << " (" << layer.tokens << " tokens) W" << bits
+      errors[act_order] = relative_h_error(layer.weights, q.dequantize(), m, n, layer.stats.hessian);
+      std::cout << "[ gptq     ] layer0.q_proj " << m << "x" << n << " (" << layer.stats.tokens << " tokens) W" << bits
                 << " g128 act_order=" << act_order << ": " << ms << " ms\n";
     }
     std::cout << "[ gptq     ] W" << bits << " g128 relative H-error: rtn " << rtn_error << ", gptq " << errors[0]
@@ -158,14 +71,15 @@ TEST(GptqRealLayer, BeatsRtnOnLayer0QProjAtW4W3W2) {
 }
 
 TEST(GptqRealLayer, CodesAreALegitimateQuantization) {
-  const auto& layer = layer0_q_proj();
+  const auto& layer = test::real_q_proj_layer();
   FBQ_REQUIRE_REAL_LAYER(layer);
   for (int bits : {2, 3, 4})
     for (bool act_order : {false, true}) {
       SCOPED_TRACE(testing::Message() << "W" << bits << " act_order=" << act_order);
       const QuantSpec spec{bits, 128};
-      expect_legitimate(gptq_quantize(layer.weights, layer.m, layer.n, layer.hessian, spec, {0.01, 128, act_order}),
-                        layer.m, layer.n, spec);
+      expect_legitimate(
+          gptq_quantize(layer.weights, layer.m, layer.n, layer.stats.hessian, spec, {0.01, 128, act_order}), layer.m,
+          layer.n, spec);
     }
 }
 
@@ -198,7 +112,7 @@ TEST(GptqDeterminism, RepeatedRunsAndReusedFactorGiveIdenticalCodes) {
   const int m = 64, n = 256;
   const QuantSpec spec{3, 64};
   const auto w = random_weights(m, n, 3);
-  const auto h = random_hessian(n, 4);
+  const auto h = test::random_activation_stats(n, 4).hessian;
   for (bool act_order : {false, true}) {
     const GptqOptions options{0.01, 128, act_order};
     const auto first = gptq_quantize(w, m, n, h, spec, options);
@@ -220,7 +134,7 @@ TEST(GptqBlocks, BlockSizeOnlyChangesRoundingOrder) {
   const int m = 32, n = 256;
   const QuantSpec spec{4, 64};
   const auto w = random_weights(m, n, 5);
-  const auto h = random_hessian(n, 6);
+  const auto h = test::random_activation_stats(n, 6).hessian;
   const auto reference = gptq_quantize(w, m, n, h, spec, {0.01, 128, false});
   const double reference_error = relative_h_error(w, reference.dequantize(), m, n, h);
   for (int block : {1, 48, 100, 256}) {
@@ -236,7 +150,7 @@ TEST(GptqDeadInputs, AreQuantizedToExactlyZero) {
   const int m = 16, n = 128;
   const QuantSpec spec{4, 32};
   const auto w = random_weights(m, n, 7);
-  auto h = random_hessian(n, 8);
+  auto h = test::random_activation_stats(n, 8).hessian;
   for (int dead : {3, 100})
     for (int j = 0; j < n; ++j) h[static_cast<std::size_t>(dead) * n + j] = h[static_cast<std::size_t>(j) * n + dead] = 0.0;
   for (bool act_order : {false, true}) {
@@ -270,8 +184,8 @@ TEST(GptqDamping, RaisedTenfoldUntilTheFactorExists) {
 TEST(GptqMethod, MapsOptionsAndRejectsWhatItCannotHonour) {
   const int m = 16, n = 128;
   const auto w = random_weights(m, n, 9);
-  const auto h = random_hessian(n, 10);
-  LayerStats stats{n, 512, h, {}, {}};
+  auto stats = test::random_activation_stats(n, 10);
+  const auto h = stats.hessian;
   const auto method = make_method("gptq");
   MethodOptions options;
   options.spec = {4, 64};
@@ -288,8 +202,8 @@ TEST(GptqMethod, MapsOptionsAndRejectsWhatItCannotHonour) {
   options.spec.group_size = 64;
   stats.hessian.resize(static_cast<std::size_t>(n) * (n - 1));
   EXPECT_THROW(method->quantize(w, m, n, stats, options), Error) << "Hessian of the wrong size";
-  EXPECT_THROW(gptq_quantize(w, m, n, gptq_prepare(random_hessian(n / 2, 11), n / 2, {}), options.spec), Error)
-      << "factor for another input dimension";
+  const auto other_factor = gptq_prepare(test::random_activation_stats(n / 2, 11).hessian, n / 2, {});
+  EXPECT_THROW(gptq_quantize(w, m, n, other_factor, options.spec), Error) << "factor for another input dimension";
   EXPECT_THROW(gptq_quantize(std::vector<float>(w.begin(), w.end() - 1), m, n, h, options.spec, {}), Error)
       << "weights of the wrong size";
 }
