@@ -55,6 +55,36 @@ QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const Qua
   return out;
 }
 
+QuantizedMatrix quantize_rtn_clip_searched(const float* weights, int rows, int cols, const QuantSpec& spec,
+                                           const std::vector<double>& column_weights) {
+  spec.validate(cols);
+  constexpr int kClipSteps = 10;  // clip = 1 − 0.05·step, down to 0.5
+  const int g = spec.group_size;
+  QuantizedMatrix out{rows, cols, spec, std::vector<std::uint8_t>(static_cast<std::size_t>(rows) * cols),
+                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (cols / g))};
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; c += g) {
+      const float* group = weights + static_cast<std::size_t>(r) * cols + c;
+      double best_error = INFINITY;
+      GroupParams best{};
+      for (int step = 0; step <= kClipSteps; ++step) {
+        const auto params = fit_group(group, g, spec.bits, 1.0f - 0.05f * static_cast<float>(step));
+        double error = 0.0;
+        for (int j = 0; j < g; ++j) {
+          const double diff = dequantize_value(quantize_value(group[j], params, spec.levels()), params) - group[j];
+          error += diff * diff * column_weights[c + j];
+        }
+        if (error < best_error) {
+          best_error = error;
+          best = params;
+        }
+      }
+      quantize_group_into(out, r, c, group, g, best);
+    }
+  return out;
+}
+
 std::vector<float> QuantizedMatrix::dequantize() const {
   std::vector<float> out(static_cast<std::size_t>(rows) * cols);
   for (int r = 0; r < rows; ++r)

@@ -52,6 +52,11 @@ struct QuantizedMatrix {
 // Round-to-nearest of a row-major rows × cols matrix, group by group (min/max, or shrunk by `clip`).
 QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip = 1.0f);
 
+// RTN where each group's range is shrunk by the clip ratio (1.00, 0.95, …, 0.50) that minimises that group's
+// error Σ_j e_j²·w_j, with w_j = column_weights[j] (a diagonal of H: it keeps the groups independent).
+QuantizedMatrix quantize_rtn_clip_searched(const float* weights, int rows, int cols, const QuantSpec& spec,
+                                           const std::vector<double>& column_weights);
+
 // Quantizes one group of `count` values of row `row` starting at column `col` into `out` with `params`.
 void quantize_group_into(QuantizedMatrix& out, int row, int col, const float* values, int count, const GroupParams& params);
 

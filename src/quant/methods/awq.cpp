@@ -18,7 +18,6 @@ namespace fbq {
 namespace {
 
 constexpr int kAlphaSteps = 20;  // α = step / 20
-constexpr int kClipSteps = 10;   // clip = 1 − 0.05·step, down to 0.5
 // Channels with (almost) no activation would get s ≈ 0; floor mean|x| at this fraction of its maximum, which
 // also bounds the scales to [1e-2, 1e2] after normalisation: well inside float16.
 constexpr double kMeanAbsFloor = 1e-4;
@@ -44,35 +43,6 @@ std::vector<float> channel_scales(const std::vector<float>& mean_abs, double alp
   return scales;
 }
 
-// Per group of the rows × n matrix `scaled`, the clip ratio whose error Σ_j e_j²·w_j is smallest (w_j: diagonal
-// of the H of the scaled inputs); diagonal weighting keeps the groups independent, as in rtn.cpp.
-QuantizedMatrix quantize_clip_searched(const std::vector<float>& scaled, int rows, int n, const QuantSpec& spec,
-                                       const std::vector<double>& column_weights) {
-  const int g = spec.group_size;
-  QuantizedMatrix out{rows, n, spec, std::vector<std::uint8_t>(scaled.size()),
-                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (n / g))};
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < n; c += g) {
-      const float* group = &scaled[static_cast<std::size_t>(r) * n + c];
-      double best_error = -1.0;
-      GroupParams best{};
-      for (int step = 0; step <= kClipSteps; ++step) {
-        const auto params = fit_group(group, g, spec.bits, 1.0f - 0.05f * static_cast<float>(step));
-        double error = 0.0;
-        for (int j = 0; j < g; ++j) {
-          const double diff = dequantize_value(quantize_value(group[j], params, spec.levels()), params) - group[j];
-          error += diff * diff * column_weights[c + j];
-        }
-        if (best_error < 0.0 || error < best_error) {
-          best_error = error;
-          best = params;
-        }
-      }
-      quantize_group_into(out, r, c, group, g, best);
-    }
-  return out;
-}
 
 struct ScaledQuantization {
   QuantizedMatrix weights;    // Q(W·diag(s))
@@ -95,7 +65,7 @@ ScaledQuantization quantize_scaled(const std::vector<float>& weights, int rows, 
   for (int j = 0; j < n; ++j)
     column_weights[j] =
         stats.hessian[static_cast<std::size_t>(j) * n + j] / (static_cast<double>(scales[j]) * scales[j]);
-  return {quantize_clip_searched(scaled, rows, n, options.spec, column_weights), std::move(scales)};
+  return {quantize_rtn_clip_searched(scaled.data(), rows, n, options.spec, column_weights), std::move(scales)};
 }
 
 // tr(E·H·Eᵀ) with E = dequant(Q)·diag(1/s) − W over the rows × n matrix W.
