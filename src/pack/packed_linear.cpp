@@ -189,10 +189,25 @@ void PackedLinear::forward_reference(const float* x, float* y) const {
   }
 }
 
+PackedKernelView PackedLinear::kernel_view() const {
+  return {weights_.rows,
+          weights_.cols,
+          weights_.spec.bits,
+          weights_.spec.group_size,
+          weights_.codes.data(),
+          weights_.code_words_per_row(),
+          weights_.zeros.data(),
+          weights_.scales.data(),
+          input_scale_.empty() ? nullptr : input_scale_.data(),
+          rank_,
+          lora_a_.data(),
+          lora_b_.data()};
+}
+
 void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
-  if (n_tokens == 1) {
-    forward_reference(x, y);
+  if (n_tokens <= kKernelMaxBatch) {  // decode: memory-bound, stream the packed weights once (fused kernel)
+    gemv_packed(kernel_view(), x, n_tokens, y);
     return;
   }
   // Prefill: dequantize tiles of rows (in parallel) and multiply each with one GEMM. Tiles of ~1M weights

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/gemv_packed.h"
 #include "model/linear.h"
 #include "quant/method.h"
 
@@ -47,6 +48,8 @@ class PackedLinear final : public Linear {
 
   // Scalar reference: one token, dequantize on the fly (the baseline fast kernels are tested against).
   void forward_reference(const float* x, float* y) const;
+  // This layer's tensors for the fused decode kernel (forward() uses it for up to kKernelMaxBatch tokens).
+  PackedKernelView kernel_view() const;
 
   const PackedWeights& packed() const { return weights_; }
   const std::vector<float>& input_scale() const { return input_scale_; }

@@ -1,0 +1,55 @@
+#pragma once
+// Interface between the kernel dispatcher (gemv_packed.cpp) and the per-ISA row kernels.
+#include <cstdint>
+
+#include "kernels/gemv_packed.h"
+
+namespace fbq::kernels {
+
+// One call's operands after the shared preparation: x already divided by input_scale, branch = A·x.
+struct RowArgs {
+  const PackedKernelView* w;
+  // batch × cols; for the 4-bit SIMD kernels in nibble order (see nibble_span).
+  const float* x;
+  int batch;            // 1..kKernelMaxBatch
+  const float* branch;  // batch × rank: t = A·x (unscaled x)
+  float* y;             // batch × rows
+};
+
+// The 4-bit SIMD kernels widen whole code bytes to lanes and split them into low nibbles (even columns) and
+// high nibbles (odd columns), so they want x reordered once per call: within each span of this many columns,
+// the even columns first, then the odd ones. 0 = plain order.
+int nibble_span(KernelIsa isa, int bits);
+
+using RowsFn = void (*)(const RowArgs& args, int first_row, int end_row);
+using DotFn = float (*)(const float* a, const float* b, int n);
+
+// Row kernel for `bits` ∈ {2, 3, 4, 8} and `batch` ∈ 1..kKernelMaxBatch (the scalar one ignores both).
+RowsFn rows_scalar(int bits, int batch);
+RowsFn rows_avx2(int bits, int batch);
+RowsFn rows_avx512(int bits, int batch);
+float dot_scalar(const float* a, const float* b, int n);
+float dot_avx2(const float* a, const float* b, int n);
+float dot_avx512(const float* a, const float* b, int n);
+
+// Field `index` of a `bits`-wide little-endian bit stream (as read_bits in pack/, inlined for the kernels).
+inline std::uint32_t field_at(const std::uint32_t* words, std::int64_t index, int bits) {
+  const std::int64_t bit = index * bits;
+  const int shift = static_cast<int>(bit & 31);
+  std::uint64_t window = words[bit >> 5] >> shift;
+  if (shift + bits > 32) window |= static_cast<std::uint64_t>(words[(bit >> 5) + 1]) << (32 - shift);
+  return static_cast<std::uint32_t>(window) & ((1u << bits) - 1u);
+}
+
+// Bits [offset, offset + width) (width ≤ 64) of a 32-code block of the row stream — `bits` words, word-
+// aligned because every row and every group starts on a 32-code boundary. Touches only the words holding
+// those bits, so it never reads past the row; with constant arguments it folds to one or two loads.
+inline std::uint64_t block_bits(const std::uint32_t* block, int offset, int width) {
+  const int word = offset / 32, shift = offset % 32;
+  std::uint64_t value = block[word] >> shift;
+  if (shift + width > 32) value |= static_cast<std::uint64_t>(block[word + 1]) << (32 - shift);
+  if (shift + width > 64) value |= static_cast<std::uint64_t>(block[word + 2]) << (64 - shift);
+  return value;
+}
+
+}  // namespace fbq::kernels

@@ -1,0 +1,149 @@
+#include "kernels/gemv_packed.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "io/dtype.h"
+#include "kernels/gemv_internal.h"
+#include "util/error.h"
+
+namespace fbq {
+namespace kernels {
+namespace {
+
+// The reference: dequantize a row to floats exactly as PackedLinear::forward_reference does, then plain
+// float dot products in column order.
+void scalar_rows(const RowArgs& a, int first_row, int end_row) {
+  const PackedKernelView& w = *a.w;
+  const int n = w.cols, m = w.rows, r = w.rank, bits = w.bits, g = w.group_size, groups = n / g;
+  const std::uint32_t mask = (1u << bits) - 1u;
+  std::vector<float> row(n);
+  for (int i = first_row; i < end_row; ++i) {
+    const std::uint32_t* words = w.codes + static_cast<std::size_t>(i) * w.code_words_per_row;
+    std::uint64_t buffer = 0;
+    int available = 0;
+    for (int group = 0; group < groups; ++group) {
+      const std::int64_t index = static_cast<std::int64_t>(i) * groups + group;
+      const float scale = half_to_float(w.scales[index]);
+      const int zero = static_cast<int>(field_at(w.zeros, index, bits));
+      for (int c = group * g; c < (group + 1) * g; ++c) {
+        if (available < bits) {
+          buffer |= static_cast<std::uint64_t>(*words++) << available;
+          available += 32;
+        }
+        row[c] = scale * static_cast<float>(static_cast<int>(buffer & mask) - zero);
+        buffer >>= bits;
+        available -= bits;
+      }
+    }
+    for (int t = 0; t < a.batch; ++t) {
+      const float* x = a.x + static_cast<std::size_t>(t) * n;
+      float sum = 0.0f;
+      for (int j = 0; j < n; ++j) sum += row[j] * x[j];
+      for (int k = 0; k < r; ++k) sum += w.lora_b[static_cast<std::size_t>(i) * r + k] * a.branch[t * r + k];
+      a.y[static_cast<std::size_t>(t) * m + i] = sum;
+    }
+  }
+}
+
+}  // namespace
+
+RowsFn rows_scalar(int, int) { return scalar_rows; }
+
+float dot_scalar(const float* a, const float* b, int n) {
+  float sum = 0.0f;
+  for (int j = 0; j < n; ++j) sum += a[j] * b[j];
+  return sum;
+}
+
+int nibble_span(KernelIsa isa, int bits) {
+  if (bits != 4) return 0;
+  return isa == KernelIsa::avx512 ? 32 : isa == KernelIsa::avx2 ? 16 : 0;
+}
+
+}  // namespace kernels
+
+bool kernel_isa_supported(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case KernelIsa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             kernel_isa_supported(KernelIsa::avx2);  // the AVX-512 file also uses F16C
+    default:
+      return true;
+  }
+}
+
+const char* kernel_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::scalar: return "scalar";
+    case KernelIsa::avx2: return "avx2";
+    case KernelIsa::avx512: return "avx512";
+    default: return "best";
+  }
+}
+
+namespace {
+
+KernelIsa resolve(KernelIsa isa, const PackedKernelView& w) {
+  if (isa != KernelIsa::best && !kernel_isa_supported(isa)) fail("this CPU lacks {} for the packed kernel", kernel_isa_name(isa));
+  if (w.group_size % 32 != 0) return KernelIsa::scalar;  // SIMD kernels step whole 32-code blocks per group
+  if (isa != KernelIsa::best) return isa;
+  if (kernel_isa_supported(KernelIsa::avx512)) return KernelIsa::avx512;
+  if (kernel_isa_supported(KernelIsa::avx2)) return KernelIsa::avx2;
+  return KernelIsa::scalar;
+}
+
+// One chunk of at most kKernelMaxBatch tokens.
+void gemv_chunk(const PackedKernelView& w, const float* x, int batch, float* y, KernelIsa isa) {
+  using namespace kernels;
+  const int m = w.rows, n = w.cols, r = w.rank;
+  const RowsFn rows = isa == KernelIsa::avx512 ? rows_avx512(w.bits, batch)
+                      : isa == KernelIsa::avx2  ? rows_avx2(w.bits, batch)
+                                                : rows_scalar(w.bits, batch);
+  const DotFn dot = isa == KernelIsa::avx512 ? dot_avx512 : isa == KernelIsa::avx2 ? dot_avx2 : dot_scalar;
+  std::vector<float> scaled, branch(static_cast<std::size_t>(batch) * r);
+  const float* xs = x;
+  if (w.input_scale) {  // divide (not multiply by a reciprocal) to match the reference bit for bit
+    scaled.assign(x, x + static_cast<std::size_t>(batch) * n);
+    for (int t = 0; t < batch; ++t)
+      for (int j = 0; j < n; ++j) scaled[static_cast<std::size_t>(t) * n + j] /= w.input_scale[j];
+    xs = scaled.data();
+  }
+  std::vector<float> reordered;
+  if (const int span = nibble_span(isa, w.bits)) {
+    reordered.resize(static_cast<std::size_t>(batch) * n);
+    for (std::size_t base = 0; base < reordered.size(); base += span)
+      for (int i = 0; i < span / 2; ++i) {
+        reordered[base + i] = xs[base + 2 * i];
+        reordered[base + span / 2 + i] = xs[base + 2 * i + 1];
+      }
+    xs = reordered.data();
+  }
+  const RowArgs args{&w, xs, batch, branch.data(), y};
+  constexpr int kChunkRows = 16;
+  const int chunks = (m + kChunkRows - 1) / kChunkRows;
+  // Threads only pay off once the layer is big enough to amortise the fork/join.
+#pragma omp parallel if (static_cast<std::int64_t>(m) * n >= (1 << 16))
+  {
+#pragma omp for schedule(static)
+    for (int i = 0; i < batch * r; ++i)  // t = A·x first: every row below needs all of it
+      branch[i] = dot(w.lora_a + static_cast<std::size_t>(i % r) * n, x + static_cast<std::size_t>(i / r) * n, n);
+#pragma omp for schedule(static)
+    for (int c = 0; c < chunks; ++c) rows(args, c * kChunkRows, std::min(m, (c + 1) * kChunkRows));
+  }
+}
+
+}  // namespace
+
+void gemv_packed(const PackedKernelView& w, const float* x, int batch, float* y, KernelIsa isa) {
+  if (batch < 0) fail("packed kernel: batch of {} tokens", batch);
+  const KernelIsa chosen = resolve(isa, w);
+  for (int t = 0; t < batch; t += kKernelMaxBatch)
+    gemv_chunk(w, x + static_cast<std::size_t>(t) * w.cols, std::min(kKernelMaxBatch, batch - t),
+               y + static_cast<std::size_t>(t) * w.rows, chosen);
+}
+
+}  // namespace fbq

@@ -1,0 +1,186 @@
+// The fused decode kernel (src/kernels/): every SIMD variant against the scalar kernel, and the scalar kernel
+// against PackedLinear::forward_reference, over bit widths, group sizes, branch ranks, batches and odd shapes.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "kernels/gemv_packed.h"
+#include "pack/packed_linear.h"
+#include "quant/group_quant.h"
+#include "quant/method.h"
+
+namespace fbq {
+namespace {
+
+constexpr int kCols = 256;
+
+std::vector<float> random_values(std::size_t count, std::uint64_t seed, float spread = 1.0f) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::normal_distribution<float> normal(0.0f, spread);
+  std::vector<float> values(count);
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+PackedLinear make_linear(int rows, int cols, int bits, int group, int rank, bool input_scale, std::uint64_t seed) {
+  const auto weights = random_values(static_cast<std::size_t>(rows) * cols, seed);
+  QuantizedLayer layer;
+  layer.weights = quantize_rtn(weights.data(), rows, cols, {bits, group});
+  layer.rank = rank;
+  layer.lora_a = random_values(static_cast<std::size_t>(rank) * cols, seed + 1, 0.1f);
+  layer.lora_b = random_values(static_cast<std::size_t>(rows) * rank, seed + 2, 0.1f);
+  round_to_f16(layer.lora_a);
+  round_to_f16(layer.lora_b);
+  if (input_scale) {
+    layer.input_scale = random_values(cols, seed + 3, 0.5f);
+    for (auto& s : layer.input_scale) s = 0.5f + std::fabs(s);
+    round_to_f16(layer.input_scale);
+  }
+  return PackedLinear::from_layer(layer);
+}
+
+// Every layer shape of the matrix: bits × group × rank × rows (odd and 1) × with/without input scale.
+void for_each_layer(const std::function<void(const PackedLinear&)>& check) {
+  std::uint64_t seed = 1;
+  for (const int bits : {2, 3, 4, 8})
+    for (const int group : {32, 64, 128})
+      for (const int rank : {0, 7, 32})
+        for (const int rows : {37, 1})
+          for (const bool scaled : {false, true}) {
+            SCOPED_TRACE(fmt::format("int{} g{} rank {} rows {} input scale {}", bits, group, rank, rows, scaled));
+            check(make_linear(rows, kCols, bits, group, rank, scaled, seed += 10));
+          }
+}
+
+// x for `batch` tokens deliberately one float past a 64-byte boundary.
+struct Input {
+  std::vector<float> storage;
+  const float* data() const { return storage.data() + 1; }
+};
+Input unaligned_input(int batch, int cols, std::uint64_t seed) {
+  return {random_values(static_cast<std::size_t>(batch) * cols + 1, seed)};
+}
+
+// Σ_j |ŵ_j·x_j / s_j| + Σ_k |B_k·t_k| per output (t-major like y), in double: the scale of the rounding
+// error of any summation order of that row's terms.
+std::vector<double> term_magnitudes(const PackedLinear& linear, const float* x, int batch) {
+  const int m = linear.out_features(), n = linear.in_features(), r = linear.rank();
+  const auto w = unpack(linear.packed()).dequantize();
+  std::vector<double> out(static_cast<std::size_t>(batch) * m);
+  for (int t = 0; t < batch; ++t) {
+    const float* xt = x + static_cast<std::size_t>(t) * n;
+    std::vector<double> branch(r);
+    for (int k = 0; k < r; ++k)
+      for (int j = 0; j < n; ++j) branch[k] += double(linear.lora_a()[static_cast<std::size_t>(k) * n + j]) * xt[j];
+    for (int i = 0; i < m; ++i) {
+      double sum = 0.0;
+      for (int j = 0; j < n; ++j)
+        sum += std::fabs(double(w[static_cast<std::size_t>(i) * n + j]) * xt[j] /
+                         (linear.input_scale().empty() ? 1.0 : linear.input_scale()[j]));
+      for (int k = 0; k < r; ++k) sum += std::fabs(linear.lora_b()[static_cast<std::size_t>(i) * r + k] * branch[k]);
+      out[static_cast<std::size_t>(t) * m + i] = sum;
+    }
+  }
+  return out;
+}
+
+// The bound: SIMD kernels form ŵ = s·q − s·z with one FMA (the reference rounds s·(q − z) once) and sum
+// in another order, so they differ by rounding errors of size ~√n·2⁻²⁴·Σ|terms| (a random walk over n = 256
+// terms; the worst case is n·2⁻²⁴·Σ|terms|). |y| alone is no scale for that when terms cancel, hence
+// |got − want| ≤ 1e-5·(1 + |want|) + 2e-6·Σ|terms|.
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& magnitude,
+                  double tolerance) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tolerance * (1.0 + std::fabs(want[i])) + 2e-6 * magnitude[i]) << "output " << i;
+}
+
+void expect_isa_matches_scalar(KernelIsa isa) {
+  if (!kernel_isa_supported(isa)) GTEST_SKIP() << "CPU lacks " << kernel_isa_name(isa);
+  for_each_layer([&](const PackedLinear& linear) {
+    const auto view = linear.kernel_view();
+    for (const int batch : {1, 2, 3, 8}) {
+      SCOPED_TRACE(fmt::format("batch {}", batch));
+      const auto x = unaligned_input(batch, view.cols, 100 + batch);
+      std::vector<float> got(static_cast<std::size_t>(batch) * view.rows), want(got.size());
+      gemv_packed(view, x.data(), batch, got.data(), isa);
+      gemv_packed(view, x.data(), batch, want.data(), KernelIsa::scalar);
+      expect_close(got, want, term_magnitudes(linear, x.data(), batch), 1e-5);
+    }
+  });
+}
+
+TEST(Kernels, Avx2MatchesScalar) { expect_isa_matches_scalar(KernelIsa::avx2); }
+TEST(Kernels, Avx512MatchesScalar) { expect_isa_matches_scalar(KernelIsa::avx512); }
+
+// The whole batch through forward_reference, one token at a time.
+std::vector<float> reference(const PackedLinear& linear, const float* x, int batch) {
+  const int m = linear.out_features(), n = linear.in_features();
+  std::vector<float> y(static_cast<std::size_t>(batch) * m);
+  for (int t = 0; t < batch; ++t) linear.forward_reference(x + static_cast<std::size_t>(t) * n, &y[static_cast<std::size_t>(t) * m]);
+  return y;
+}
+
+TEST(Kernels, ScalarMatchesForwardReference) {
+  for_each_layer([](const PackedLinear& linear) {
+    const auto view = linear.kernel_view();
+    const int batch = 3;
+    const auto x = unaligned_input(batch, view.cols, 7);
+    std::vector<float> got(static_cast<std::size_t>(batch) * view.rows);
+    gemv_packed(view, x.data(), batch, got.data(), KernelIsa::scalar);
+    // Same dequantization and the same summation order as the reference: equal to the bit.
+    ASSERT_EQ(got, reference(linear, x.data(), batch));
+  });
+}
+
+TEST(Kernels, ForwardUsesKernelUpToEightTokensAndChunksLargerBatches) {
+  const auto linear = make_linear(37, kCols, 3, 64, 7, true, 5);
+  const auto view = linear.kernel_view();
+  for (const int batch : {1, 5, 8, 11}) {  // 11: forward takes the GEMM path, gemv_packed runs 8 + 3
+    SCOPED_TRACE(fmt::format("batch {}", batch));
+    const auto x = unaligned_input(batch, view.cols, 9);
+    std::vector<float> forward(static_cast<std::size_t>(batch) * view.rows), kernel(forward.size());
+    linear.forward(x.data(), batch, forward.data());
+    gemv_packed(view, x.data(), batch, kernel.data());
+    const auto want = reference(linear, x.data(), batch);
+    const auto magnitude = term_magnitudes(linear, x.data(), batch);
+    expect_close(forward, want, magnitude, 1e-5);
+    expect_close(kernel, want, magnitude, 1e-5);
+  }
+}
+
+TEST(Kernels, LayersAboveTheThreadingThresholdMatch) {
+  // 301 × 256 weights: large enough for the OpenMP path (rows split over threads, A·x shared by all rows).
+  const auto linear = make_linear(301, kCols, 4, 128, 32, true, 21);
+  const auto view = linear.kernel_view();
+  for (const int batch : {1, 8}) {
+    SCOPED_TRACE(fmt::format("batch {}", batch));
+    const auto x = unaligned_input(batch, view.cols, 13);
+    std::vector<float> got(static_cast<std::size_t>(batch) * view.rows);
+    gemv_packed(view, x.data(), batch, got.data());
+    expect_close(got, reference(linear, x.data(), batch), term_magnitudes(linear, x.data(), batch), 1e-5);
+  }
+}
+
+TEST(Kernels, OtherGroupSizes) {
+  // g = 96 (a multiple of 32 dividing n = 192) runs the SIMD kernels; g = 16 falls back to the scalar kernel.
+  for (const int group : {96, 16}) {
+    SCOPED_TRACE(fmt::format("group {}", group));
+    const auto linear = make_linear(19, 192, 3, group, 7, true, 11);
+    const auto view = linear.kernel_view();
+    const auto x = unaligned_input(2, view.cols, 3);
+    std::vector<float> want(2 * static_cast<std::size_t>(view.rows)), got(want.size());
+    gemv_packed(view, x.data(), 2, want.data(), KernelIsa::scalar);
+    for (const auto isa : {KernelIsa::avx2, KernelIsa::avx512, KernelIsa::best}) {
+      if (!kernel_isa_supported(isa)) continue;
+      gemv_packed(view, x.data(), 2, got.data(), isa);
+      expect_close(got, want, term_magnitudes(linear, x.data(), 2), 1e-5);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fbq
