@@ -32,6 +32,30 @@ float dot_scalar(const float* a, const float* b, int n);
 float dot_avx2(const float* a, const float* b, int n);
 float dot_avx512(const float* a, const float* b, int n);
 
+// The row kernel for runtime `bits` and `batch`, from a kernel family given as a captureless lambda
+// `[]<int Bits, int Batch>() -> RowsFn { return my_kernel<Bits, Batch>; }` (each ISA file passes its own).
+template <typename Pick>
+RowsFn select_rows(int bits, int batch, Pick pick) {
+  const auto for_bits = [&]<int Bits>() -> RowsFn {
+    switch (batch) {
+      case 1: return pick.template operator()<Bits, 1>();
+      case 2: return pick.template operator()<Bits, 2>();
+      case 3: return pick.template operator()<Bits, 3>();
+      case 4: return pick.template operator()<Bits, 4>();
+      case 5: return pick.template operator()<Bits, 5>();
+      case 6: return pick.template operator()<Bits, 6>();
+      case 7: return pick.template operator()<Bits, 7>();
+      default: return pick.template operator()<Bits, 8>();
+    }
+  };
+  switch (bits) {
+    case 2: return for_bits.template operator()<2>();
+    case 3: return for_bits.template operator()<3>();
+    case 4: return for_bits.template operator()<4>();
+    default: return for_bits.template operator()<8>();
+  }
+}
+
 // Field `index` of a `bits`-wide little-endian bit stream (as read_bits in pack/, inlined for the kernels).
 inline std::uint32_t field_at(const std::uint32_t* words, std::int64_t index, int bits) {
   const std::int64_t bit = index * bits;

@@ -83,29 +83,10 @@ FBQ_AVX2 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
   }
 }
 
-template <int Bits>
-RowsFn for_batch(int batch) {
-  switch (batch) {
-    case 1: return rows_kernel<Bits, 1>;
-    case 2: return rows_kernel<Bits, 2>;
-    case 3: return rows_kernel<Bits, 3>;
-    case 4: return rows_kernel<Bits, 4>;
-    case 5: return rows_kernel<Bits, 5>;
-    case 6: return rows_kernel<Bits, 6>;
-    case 7: return rows_kernel<Bits, 7>;
-    default: return rows_kernel<Bits, 8>;
-  }
-}
-
 }  // namespace
 
 RowsFn rows_avx2(int bits, int batch) {
-  switch (bits) {
-    case 2: return for_batch<2>(batch);
-    case 3: return for_batch<3>(batch);
-    case 4: return for_batch<4>(batch);
-    default: return for_batch<8>(batch);
-  }
+  return select_rows(bits, batch, []<int Bits, int T>() -> RowsFn { return rows_kernel<Bits, T>; });
 }
 
 FBQ_AVX2 float dot_avx2(const float* a, const float* b, int n) {
