@@ -46,11 +46,9 @@ HessianAccumulator::HessianAccumulator(int n)
     : n_(n), sum_outer_(static_cast<std::size_t>(n) * n, 0.0), sum_abs_(n, 0.0) {}
 
 void HessianAccumulator::add(const float* x, int n_tokens) {
-  chunk_.resize(static_cast<std::size_t>(n_tokens) * n_);
-  for (std::size_t i = 0; i < chunk_.size(); ++i) {
-    chunk_[i] = x[i];
-    sum_abs_[i % n_] += std::fabs(x[i]);
-  }
+  chunk_.assign(x, x + static_cast<std::size_t>(n_tokens) * n_);
+  for (int t = 0; t < n_tokens; ++t)
+    for (int j = 0; j < n_; ++j) sum_abs_[j] += std::fabs(chunk_[static_cast<std::size_t>(t) * n_ + j]);
   cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n_, n_tokens, 1.0, chunk_.data(), n_, 1.0, sum_outer_.data(), n_);
   tokens_ += n_tokens;
 }

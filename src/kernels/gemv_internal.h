@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/gemv_packed.h"
+#include "pack/bit_stream.h"
 
 namespace fbq::kernels {
 
@@ -54,15 +55,6 @@ RowsFn select_rows(int bits, int batch, Pick pick) {
     case 4: return for_bits.template operator()<4>();
     default: return for_bits.template operator()<8>();
   }
-}
-
-// Field `index` of a `bits`-wide little-endian bit stream (as read_bits in pack/, inlined for the kernels).
-inline std::uint32_t field_at(const std::uint32_t* words, std::int64_t index, int bits) {
-  const std::int64_t bit = index * bits;
-  const int shift = static_cast<int>(bit & 31);
-  std::uint64_t window = words[bit >> 5] >> shift;
-  if (shift + bits > 32) window |= static_cast<std::uint64_t>(words[(bit >> 5) + 1]) << (32 - shift);
-  return static_cast<std::uint32_t>(window) & ((1u << bits) - 1u);
 }
 
 // Bits [offset, offset + width) (width ≤ 64) of a 32-code block of the row stream — `bits` words, word-

@@ -25,7 +25,7 @@ void scalar_rows(const RowArgs& a, int first_row, int end_row) {
     for (int group = 0; group < groups; ++group) {
       const std::int64_t index = static_cast<std::int64_t>(i) * groups + group;
       const float scale = half_to_float(w.scales[index]);
-      const int zero = static_cast<int>(field_at(w.zeros, index, bits));
+      const int zero = static_cast<int>(read_bits(w.zeros, index, bits));
       for (int c = group * g; c < (group + 1) * g; ++c) {
         if (available < bits) {
           buffer |= static_cast<std::uint64_t>(*words++) << available;

@@ -55,7 +55,7 @@ FBQ_AVX2 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
       const float scale = _cvtsh_ss(w.scales[index]);
       const __m256 vscale = _mm256_set1_ps(scale);
       // ŵ = s·q − s·z: one FMA per 8 weights, shared by all tokens
-      const __m256 voffset = _mm256_set1_ps(-scale * static_cast<float>(field_at(w.zeros, index, Bits)));
+      const __m256 voffset = _mm256_set1_ps(-scale * static_cast<float>(read_bits(w.zeros, index, Bits)));
       for (int j = group * g; j < (group + 1) * g; j += 32) {
         const std::uint32_t* block = codes + j / 32 * Bits;
 #pragma GCC unroll 4

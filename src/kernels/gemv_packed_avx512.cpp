@@ -55,7 +55,7 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
       const float scale = _cvtsh_ss(w.scales[index]);
       const __m512 vscale = _mm512_set1_ps(scale);
       // ŵ = s·q − s·z: one FMA per 16 weights, shared by all tokens
-      const __m512 voffset = _mm512_set1_ps(-scale * static_cast<float>(field_at(w.zeros, index, Bits)));
+      const __m512 voffset = _mm512_set1_ps(-scale * static_cast<float>(read_bits(w.zeros, index, Bits)));
       for (int j = group * g; j < (group + 1) * g; j += 32) {
         const std::uint32_t* block = codes + j / 32 * Bits;
 #pragma GCC unroll 2

@@ -10,6 +10,7 @@
 
 #include "kernels/gemv_packed.h"
 #include "model/linear.h"
+#include "pack/bit_stream.h"
 #include "quant/method.h"
 
 namespace fbq {
@@ -32,9 +33,6 @@ struct PackedWeights {
 PackedWeights pack(const QuantizedMatrix& matrix);
 QuantizedMatrix unpack(const PackedWeights& packed);
 
-// Reads/writes field `index` of a `bits`-wide little-endian bit stream.
-std::uint32_t read_bits(const std::uint32_t* words, std::int64_t index, int bits);
-void write_bits(std::uint32_t* words, std::int64_t index, int bits, std::uint32_t value);
 
 class PackedLinear final : public Linear {
  public:
