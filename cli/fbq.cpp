@@ -7,10 +7,14 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "eval/generate.h"
+#include "eval/kernel_bench.h"
 #include "eval/perplexity.h"
+#include "eval/speed.h"
+#include "kernels/gemv_packed.h"
 #include "model/model.h"
 #include "quant/quantize_model.h"
 #include "util/error.h"
@@ -120,6 +124,63 @@ void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
   }
 }
 
+std::string machine_line() {
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  return fmt::format("threads {}, OPENBLAS_CORETYPE={}, OMP_WAIT_POLICY={}, avx512 {}, avx2 {}", omp_get_max_threads(),
+                     coretype ? coretype : "(unset)", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "(unset)",
+                     fbq::kernel_isa_supported(fbq::KernelIsa::avx512) ? "yes" : "no",
+                     fbq::kernel_isa_supported(fbq::KernelIsa::avx2) ? "yes" : "no");
+}
+
+void run_bench_kernels(const fbq::KernelBenchOptions& options, bool as_json) {
+  fmt::print(stderr, "{}\nmeasuring read bandwidth (1 GiB)...\n", machine_line());
+  const double bandwidth = fbq::measure_read_bandwidth();
+  fmt::print(stderr, "read bandwidth: {:.1f} GB/s\n", bandwidth);
+  if (!as_json)
+    fmt::print("{:<11} {:<7} {:<7} {:>5} {:>5} {:>4} {:>5} {:<8} {:>10} {:>8} {:>10}\n", "shape", "kernel", "isa", "bits",
+               "group", "rank", "batch", "branch", "us", "GB/s", "bandwidth");
+  fbq::run_kernel_bench(options, bandwidth, [&](const fbq::KernelBenchCase& c) {
+    if (as_json) {
+      const nlohmann::json out = {
+          {"shape", c.shape}, {"kernel", c.kernel}, {"isa", c.isa}, {"bits", c.bits}, {"group", c.group},
+          {"rank", c.rank}, {"batch", c.batch}, {"fused", c.fused ? nlohmann::json(*c.fused) : nlohmann::json()},
+          {"microseconds", c.microseconds}, {"bytes", c.bytes}, {"gbps", c.gbps},
+          {"fraction_of_bandwidth", c.fraction_of_bandwidth}, {"bandwidth_gbps", bandwidth},
+          {"threads", omp_get_max_threads()}};
+      fmt::print("{}\n", out.dump());
+    } else {
+      fmt::print("{:<11} {:<7} {:<7} {:>5} {:>5} {:>4} {:>5} {:<8} {:>10.1f} {:>8.2f} {:>9.0f}%\n", c.shape, c.kernel, c.isa,
+                 c.bits, c.group ? std::to_string(c.group) : "-", c.rank, c.batch,
+                 c.fused ? (*c.fused ? "fused" : "unfused") : "-", c.microseconds, c.gbps, 100 * c.fraction_of_bandwidth);
+    }
+    std::fflush(stdout);
+  });
+}
+
+void run_bench_models(const std::vector<std::string>& paths, const fbq::SpeedOptions& options, bool as_json) {
+  fmt::print(stderr, "{}\n", machine_line());
+  for (const auto& path : paths) {
+    ModelArgs args;
+    args.path = path;
+    args.require_tokenizer = false;
+    const auto model = args.load();
+    const auto speed = fbq::measure_speed(model, options);
+    if (as_json) {
+      const nlohmann::json out = {{"model", path}, {"prompt_tokens", options.prompt_tokens},
+                                  {"decode_tokens", options.decode_tokens}, {"weight_mib", speed.weight_bytes / 1048576.0},
+                                  {"prefill_tokens_per_second", speed.prefill_tokens_per_second},
+                                  {"decode_tokens_per_second", speed.decode_tokens_per_second},
+                                  {"threads", omp_get_max_threads()}};
+      fmt::print("{}\n", out.dump());
+    } else {
+      fmt::print("{}: {:.1f} MiB held, prefill {} tokens: {:.0f} tokens/s, decode {} tokens: {:.1f} tokens/s\n", path,
+                 speed.weight_bytes / 1048576.0, options.prompt_tokens, speed.prefill_tokens_per_second,
+                 options.decode_tokens, speed.decode_tokens_per_second);
+    }
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -200,6 +261,30 @@ int main(int argc, char** argv) {
   quantize->add_flag("--quiet", quant_quiet, "no progress lines");
   quantize->add_flag("--json", quant_json, "print one JSON summary object on stdout");
 
+  std::vector<std::string> bench_models;
+  fbq::SpeedOptions speed_options;
+  bool bench_json = false;
+  auto* bench = app.add_subcommand(
+      "bench", "speed: `bench kernels` (packed GEMV against memory bandwidth) or `bench MODEL...` (tokens/s)");
+  bench->add_option("MODEL", bench_models, "model directories or .bin checkpoints to time (prefill and decode)");
+  bench->add_option("--prompt-tokens", speed_options.prompt_tokens, "prefill length")->capture_default_str();
+  bench->add_option("--decode-tokens", speed_options.decode_tokens, "decode steps")->capture_default_str();
+  bench->add_option("--repeats", speed_options.repeats, "best of this many runs")->capture_default_str();
+  bench->add_flag("--json", bench_json, "one JSON object per model");
+  fbq::KernelBenchOptions kernel_options;
+  std::vector<std::string> kernel_shapes;
+  bool kernels_json = false, kernels_no_dense = false;
+  auto* kernels = bench->add_subcommand("kernels", "packed decode kernels (fused/unfused branch) and dense f32/bf16 GEMV, "
+                                                   "GB/s against the measured read bandwidth");
+  kernels->add_option("--shapes", kernel_shapes, "ROWSxCOLS,... (default 4096x4096,11008x4096,4096x11008)")->delimiter(',');
+  kernels->add_option("--bits", kernel_options.bits, "bit widths")->delimiter(',')->capture_default_str();
+  kernels->add_option("--group-size", kernel_options.group_size, "group size")->capture_default_str();
+  kernels->add_option("--ranks", kernel_options.ranks, "branch ranks")->delimiter(',')->capture_default_str();
+  kernels->add_option("--batches", kernel_options.batches, "tokens per call (1..8)")->delimiter(',')->capture_default_str();
+  kernels->add_option("--seconds", kernel_options.seconds_per_case, "timing budget per case and repeat")->capture_default_str();
+  kernels->add_flag("--no-dense", kernels_no_dense, "skip the f32/bf16 baselines");
+  kernels->add_flag("--json", kernels_json, "one JSON object per measured case");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -214,6 +299,32 @@ int main(int argc, char** argv) {
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_json);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
+    if (*kernels) {
+      if (!kernel_shapes.empty()) kernel_options.shapes.clear();
+      for (const auto& shape : kernel_shapes) {
+        int rows = 0, cols = 0;
+        char separator = 0;
+        if (std::sscanf(shape.c_str(), "%d%c%d", &rows, &separator, &cols) != 3 || separator != 'x' || rows < 1 || cols < 1)
+          fbq::fail("--shapes expects ROWSxCOLS (got '{}')", shape);
+        kernel_options.shapes.emplace_back(rows, cols);
+      }
+      if (kernel_options.group_size < 1 || kernel_options.bits.empty() || kernel_options.batches.empty())
+        fbq::fail("bench kernels: needs bits, batches and a positive group size");
+      for (const auto& [rows, cols] : kernel_options.shapes)
+        if (cols % kernel_options.group_size != 0)
+          fbq::fail("bench kernels: group size {} does not divide {} columns", kernel_options.group_size, cols);
+      for (const int b : kernel_options.bits)
+        if (b != 2 && b != 3 && b != 4 && b != 8) fbq::fail("bench kernels: bits must be 2, 3, 4 or 8 (got {})", b);
+      for (const int b : kernel_options.batches)
+        if (b < 1 || b > fbq::kKernelMaxBatch) fbq::fail("bench kernels: batch must be 1..{} (got {})", fbq::kKernelMaxBatch, b);
+      for (const int r : kernel_options.ranks)
+        if (r < 0) fbq::fail("bench kernels: rank must be >= 0 (got {})", r);
+      kernel_options.dense = !kernels_no_dense;
+      run_bench_kernels(kernel_options, kernels_json);
+    } else if (*bench) {
+      if (bench_models.empty()) fbq::fail("bench: give MODEL paths, or `bench kernels`");
+      run_bench_models(bench_models, speed_options, bench_json);
+    }
     if (*quantize) {
       quant.model = quant_model;
       quant.output = quant_output;

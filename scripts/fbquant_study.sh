@@ -1,88 +1,68 @@
 #!/usr/bin/env bash
-# FBQuant study on the bundled model (issue 5): a tuning grid at W3 g128 (learning rate × steps × init ×
-# inner quantizer), then FBQuant beside RTN / GPTQ / LQER at the same branch budget, and GPTQ at the group
-# size that costs the same bits. Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens
-# (seed 0); the branch costs ≈0.3 bit/weight (--branch-bits 0.3, rank 3–5 on this model's layers).
-# Writes docs/FBQUANT_STUDY.md.  Usage: scripts/fbquant_study.sh [--quick] [--compare-only]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-fbq=build/fbq model=models/ref-llama-12m shared=../shared
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-nsamples=64 val=32 windows=0 tune_steps=(100 300) tuning=1
+# FBQuant study on the bundled model (issue 5); writes two sections of docs/RESULTS.md.
+#   tuning:  W3 g128 with a 0.3-bit branch — learning rate × steps × init × inner quantizer (moby-test), then
+#            the generalisation checks (kept-iterate selection, 0 steps, 4× the calibration data; both texts).
+#   budgets: W3/W2/W4 g128, FBQuant and LQER with 0.25/0.5/1-bit branches beside RTN/GPTQ/AWQ g128 and the
+#            group sizes that cost about the same bits without a branch (g64, g32); rtn inside at W3/W2 only.
+# Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
+# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets]   (default: both; ~2.5 h on 2 cores)
+#   --quick: 8+4 calibration windows and 20 PPL windows (smoke run); --resume: keep rows already measured.
+resume=0 quick=0 parts=()
 for arg in "$@"; do
   case "$arg" in
-    --quick) nsamples=8; val=4; windows=20; tune_steps=(20) ;;
-    --compare-only) tuning=0 ;;
-    *) echo "usage: $0 [--quick] [--compare-only]" >&2; exit 2 ;;
+    --quick) quick=1 ;;
+    --resume) resume=1 ;;
+    tuning|budgets) parts+=("$arg") ;;
+    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets]" >&2; exit 2 ;;
   esac
 done
-results="$work/results.jsonl"
+((${#parts[@]})) || parts=(tuning budgets)
+if ((quick)); then export NSAMPLES=8 VAL=4 WINDOWS=20; else export NSAMPLES=64 VAL=32 WINDOWS=0; fi
+source "$(dirname "$0")/lib/results.sh"
+fb=(--method fbquant)
 
-run() {  # run SECTION LABEL BITS GROUP QUANTIZE_ARGS... -> one JSON line (tuning: moby only)
-  local section=$1 label=$2 bits=$3 group=$4; shift 4
-  echo "== $section: $label" >&2
-  rm -rf "$work/q"
-  local quant sotu=null
-  quant=$("$fbq" quantize "$model" -o "$work/q" --bits "$bits" --group-size "$group" --calib "$shared/data/train.txt" \
-          --nsamples "$nsamples" --seqlen 256 --seed 0 --quiet --json "$@" 2>/dev/null)
-  local loss
-  loss=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); l=r["layers"]; print(json.dumps({"h_error": sum(x["h_error"] for x in l)/len(l), "h_error_rtn": sum(x["h_error_rtn"] for x in l)/len(l)}))' "$work/q/quant_report.json")
-  [ "$section" = tuning ] || sotu=$("$fbq" perplexity "$work/q" --text "$shared/data/sotu-test.txt" --max-windows "$windows" --json 2>/dev/null)
-  printf '{"section":"%s","label":"%s","bits":%s,"group":%s,"quant":%s,"loss":%s,"sotu":%s,"moby":%s}\n' \
-    "$section" "$label" "$bits" "$group" "$quant" "$loss" "$sotu" \
-    "$("$fbq" perplexity "$work/q" --text "$shared/data/moby-test.txt" --max-windows "$windows" --json 2>/dev/null)" >> "$results"
-}
-fb=(--method fbquant --branch-bits 0.3 --val-samples "$val")
-
-last=${tune_steps[-1]}
-if ((tuning)); then
-for lr in 1e-3 3e-3 1e-2; do
-  for steps in "${tune_steps[@]}"; do
-    run tuning "rtn inside, svd init, lr $lr, $steps steps" 3 128 "${fb[@]}" -O lr=$lr -O steps=$steps
-  done
+for part in "${parts[@]}"; do
+  results_open "fbquant-$part" "$resume"
+  if [ "$part" = tuning ]; then
+    t=(tuning 3 128 moby)
+    b=(--branch-bits 0.3)
+    row "${t[0]}" "RTN (no branch)" 3 128 moby --method rtn
+    row "${t[0]}" "GPTQ (no branch)" 3 128 moby --method gptq
+    row "${t[0]}" "LQER (L2QER)" 3 128 moby --method lqer "${b[@]}"
+    for inner in rtn gptq; do
+      row tuning "$inner inside, svd init, 0 steps (= $inner + scaled-SVD branch)" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O steps=0
+      for lr in 1e-3 3e-3 1e-2; do
+        for steps in 100 300; do
+          [ $inner = gptq ] && [ $steps = 300 ] && [ $lr != 3e-3 ] && continue  # GPTQ inside costs more per step
+          row tuning "$inner inside, svd init, lr $lr, $steps steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O lr=$lr -O steps=$steps
+        done
+      done
+      row tuning "$inner inside, zero init, lr 3e-3, 300 steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O init=zero -O steps=300
+      row tuning "$inner inside, svd init, lr 3e-3, 300 steps, kept iterate by training H" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O steps=300 -O select=train
+    done
+    row tuning "gptq inside re-run every step, lr 3e-3, 100 steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=gptq -O gptq_every=1 -O steps=100
+    # Generalisation: the same rows scored on both texts, at 64 and at 256 calibration windows.
+    for n in $NSAMPLES $((NSAMPLES * 4)); do
+      NSAMPLES=$n row generalisation "GPTQ (no branch), $n windows" 3 128 "sotu moby" --method gptq
+      for inner in rtn gptq; do
+        NSAMPLES=$n row generalisation "FBQuant $inner inside, 300 steps, $n windows" 3 128 "sotu moby" "${fb[@]}" "${b[@]}" -O inner=$inner -O steps=300
+      done
+    done
+    render fbquant-tuning
+  else
+    for bits in 3 2 4; do
+      row budgets "RTN" $bits 128 "sotu moby" --method rtn
+      row budgets "GPTQ" $bits 128 "sotu moby" --method gptq
+      row budgets "AWQ (+ clip)" $bits 128 "sotu moby" --method awq --clip-search
+      row budgets "GPTQ g64" $bits 64 "sotu moby" --method gptq
+      row budgets "AWQ g64 (+ clip)" $bits 64 "sotu moby" --method awq --clip-search
+      row budgets "GPTQ g32" $bits 32 "sotu moby" --method gptq
+      for x in 0.25 0.5 1; do
+        row budgets "LQER, $x-bit branch" $bits 128 "sotu moby" --method lqer --branch-bits $x
+        row budgets "FBQuant gptq inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=gptq -O steps=300
+        [ $bits = 4 ] || row budgets "FBQuant rtn inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=rtn -O steps=300
+      done
+      render fbquant-budgets  # after each bit width, so a stopped run still leaves its finished rows
+    done
+  fi
 done
-run tuning "rtn inside, zero init, lr 3e-3, $last steps" 3 128 "${fb[@]}" -O init=zero -O steps=$last
-run tuning "rtn inside, svd init, lr 3e-3, $last steps, train-H selection" 3 128 "${fb[@]}" -O steps=$last -O select=train
-for every in 1 10; do
-  run tuning "gptq inside (re-run every $every), lr 3e-3, ${tune_steps[0]} steps" 3 128 "${fb[@]}" \
-    -O inner=gptq -O gptq_every=$every -O steps=${tune_steps[0]}
-done
-fi
-
-for bits in 3 2; do
-  run compare "RTN" $bits 128 --method rtn
-  run compare "GPTQ" $bits 128 --method gptq
-  run compare "GPTQ g64 (bpw-matched)" $bits 64 --method gptq
-  run compare "LQER 0.3-bit branch" $bits 128 --method lqer --branch-bits 0.3
-  run compare "FBQuant, rtn inside" $bits 128 "${fb[@]}" -O steps=$last
-  run compare "FBQuant, gptq inside" $bits 128 "${fb[@]}" -O inner=gptq -O steps=${tune_steps[0]}
-done
-
-python3 - "$results" "$nsamples" "$val" "$windows" "${OPENBLAS_CORETYPE:-unset}" > docs/FBQUANT_STUDY.md <<'PY'
-import json, sys, datetime, platform
-rows = [json.loads(l) for l in open(sys.argv[1])]
-nsamples, val, windows, coretype = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-scope = "whole files" if windows == 0 else f"first {windows} windows (quick run)"
-print("# FBQuant study (ref-llama-12m)\n")
-print(f"Generated by `scripts/fbquant_study.sh` on {datetime.date.today()} ({platform.machine()}, 2 cores, "
-      f"OPENBLAS_CORETYPE={coretype}). Do not edit by hand.\n")
-print(f"Calibration: train.txt, {nsamples} training + {val} held-out windows × 256 tokens, seed 0. PPL ctx 256, {scope}. "
-      "Mean H-error: mean over the 42 linears of tr(E·H·Eᵀ)/tr(W·H·Wᵀ) on the training H; RTN's at the same bits beside it.\n")
-def ppl(r, k): return f'{r[k]["ppl"]:.2f} ± {r[k]["ppl_stderr"]:.2f}' if r.get(k) else "–"
-if any(r["section"] == "tuning" for r in rows):
-    print("## Tuning at W3 g128, 0.3-bit branch\n")
-    print("| configuration | bits/weight | mean H-error (RTN) | moby-test PPL | quantize s |")
-    print("|---|---|---|---|---|")
-for r in rows:
-    if r["section"] != "tuning": continue
-    print(f'| {r["label"]} | {r["quant"]["bits_per_weight"]:.3f} | {r["loss"]["h_error"]:.5f} ({r["loss"]["h_error_rtn"]:.5f}) | {ppl(r, "moby")} | {r["quant"]["seconds"]:.0f} |')
-print("\n## FBQuant beside the baselines\n")
-print("| method | W | group | bits/weight | mean H-error | sotu-test PPL | moby-test PPL | quantize s |")
-print("|---|---|---|---|---|---|---|---|")
-for r in rows:
-    if r["section"] != "compare": continue
-    print(f'| {r["label"]} | {r["bits"]} | {r["group"]} | {r["quant"]["bits_per_weight"]:.3f} | {r["loss"]["h_error"]:.5f} | {ppl(r, "sotu")} | {ppl(r, "moby")} | {r["quant"]["seconds"]:.0f} |')
-PY
-echo "wrote docs/FBQUANT_STUDY.md" >&2

@@ -5,6 +5,15 @@
 #include "kernels/gemv_packed.h"
 #include "pack/bit_stream.h"
 
+// The AVX-512 functions of the kernel files, compiled for that target whatever the build's -march.
+#define FBQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
+
+// GCC 12 warns about the _mm512_undefined_*() placeholders inside its own intrinsics (GCC PR105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace fbq::kernels {
 
 // One call's operands after the shared preparation: x already divided by input_scale, branch = A·x.

@@ -5,15 +5,7 @@
 // them into nibbles, which is cheaper than shifting but yields the columns in nibble order.
 #include <immintrin.h>
 
-// GCC 12 warns about the _mm512_undefined_*() placeholders inside its own intrinsics (GCC PR105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include "kernels/gemv_internal.h"
-
-#define FBQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
 
 namespace fbq::kernels {
 namespace {

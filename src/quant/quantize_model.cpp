@@ -223,10 +223,14 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       report.out_features = m;
       report.in_features = n;
       report.seconds = seconds_since(linear_start);
-      report.error = relative_h_error(dense.weights(), quantized.effective_weights(), m, n, stats[projection.input].hessian);
+      const auto effective = quantized.effective_weights();
+      report.error = relative_h_error(dense.weights(), effective, m, n, stats[projection.input].hessian);
       report.error_rtn = relative_h_error(
           dense.weights(), quantize_rtn(dense.weights().data(), m, n, options.method_options.spec).dequantize(), m, n,
           stats[projection.input].hessian);
+      if (!stats[projection.input].validation_hessian.empty())
+        report.error_validation =
+            relative_h_error(dense.weights(), effective, m, n, stats[projection.input].validation_hessian);
       report.bits_per_weight = packed->bits_per_weight();
       report.note = quantized.note;
       report.metrics = quantized.metrics;
@@ -290,6 +294,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                   {"h_error", r.error},     {"h_error_rtn", r.error_rtn},
                   {"seconds", r.seconds},   {"bits_per_weight", r.bits_per_weight},
                   {"note", r.note}};
+    if (r.error_validation) entry["h_error_val"] = *r.error_validation;
     for (const auto& [key, value] : r.metrics) entry[key] = value;
     layers.push_back(std::move(entry));
   }

@@ -33,6 +33,7 @@ struct LinearReport {
   int out_features = 0, in_features = 0;
   double error = 0;      // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) of the method
   double error_rtn = 0;  // the same for plain RTN at the same bits/group (the "before")
+  std::optional<double> error_validation;  // the method's error on the held-out H (--val-samples)
   double seconds = 0;
   double bits_per_weight = 0;
   std::string note;

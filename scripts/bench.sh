@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Speed results (issue 4), two sections of docs/RESULTS.md: `fbq bench kernels` (packed decode kernels with and
+# without the fused branch, dense f32/bf16 GEMV, GB/s against the measured read bandwidth) and `fbq bench` of the
+# bundled model in f32 and quantized (prefill and decode tokens/s).
+# Run it on an otherwise idle machine: OpenMP threads spin here (fastest alone, but any other load ruins the
+# timings). Usage: scripts/bench.sh [--quick]   (--quick: one shape, short timings; a smoke run)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active}
+kernel_args=()
+case "${1:-}" in
+  --quick) kernel_args=(--shapes 4096x4096 --seconds 0.02) ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+source "$(dirname "$0")/lib/results.sh"
+
+results_open kernels 0
+"$FBQ" bench kernels --json "${kernel_args[@]}" >> "$RESULTS"
+render kernels
+
+results_open speed 0
+bench_model() {  # bench_model LABEL DIR
+  echo "== speed: $1" >&2
+  "$FBQ" bench "$2" --json 2>/dev/null | sed "s/^{/{\"label\":\"$1\",/" >> "$RESULTS"
+}
+bench_model "f32 (bf16 file, held as f32)" "$MODEL"
+quantized() {  # quantized LABEL QUANTIZE_ARGS...
+  local label=$1; shift
+  rm -rf "$WORK/q"
+  "$FBQ" quantize "$MODEL" -o "$WORK/q" --calib "$SHARED/data/train.txt" --nsamples 16 --seqlen 256 --quiet "$@" 2>/dev/null
+  bench_model "$label" "$WORK/q"
+}
+quantized "W4 g128" --method rtn --bits 4
+quantized "W3 g128" --method rtn --bits 3
+quantized "W2 g128" --method rtn --bits 2
+quantized "W3 g128 + rank-32 branch" --method lqer --bits 3 --rank 32
+render speed

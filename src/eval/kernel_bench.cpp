@@ -1,0 +1,165 @@
+#include "eval/kernel_bench.h"
+
+#include <cblas.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <random>
+
+#include "io/dtype.h"
+#include "kernels/gemv_dense.h"
+#include "kernels/gemv_packed.h"
+#include "pack/packed_linear.h"
+
+namespace fbq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Best mean seconds per call over three repeats of ~`budget` seconds of calls; `call(i)` should touch copy i.
+double seconds_per_call(const std::function<void(int)>& call, double budget) {
+  call(0);  // warm-up: page faults, thread pool start
+  double best = 1e30;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    int calls = 0;
+    const auto start = Clock::now();
+    double elapsed = 0;
+    while (calls < 3 || elapsed < budget) {
+      call(calls++);
+      elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    best = std::min(best, elapsed / calls);
+  }
+  return best;
+}
+
+int copies_for(double bytes, std::size_t footprint) {
+  return static_cast<int>(std::clamp(static_cast<double>(footprint) / bytes + 1.0, 2.0, 256.0));
+}
+
+// Random codes, zeros and scales: the kernel's speed does not depend on the values.
+PackedWeights random_packed(int m, int n, int bits, int group) {
+  std::mt19937 rng(1);
+  PackedWeights w;
+  w.rows = m;
+  w.cols = n;
+  w.spec = {bits, group};
+  w.codes.resize(static_cast<std::size_t>(m) * w.code_words_per_row());
+  w.zeros.resize(static_cast<std::size_t>(w.zero_words()));
+  for (auto& word : w.codes) word = rng();
+  for (auto& word : w.zeros) word = rng();
+  w.scales.assign(static_cast<std::size_t>(m) * w.groups_per_row(), float_to_half(0.01f));
+  return w;
+}
+
+std::vector<float> small_values(std::size_t count) {
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> uniform(-0.01f, 0.01f);
+  std::vector<float> values(count);
+  for (auto& v : values) v = uniform(rng);
+  return values;
+}
+
+struct Bench {
+  const KernelBenchOptions& options;
+  double bandwidth;
+  const std::function<void(const KernelBenchCase&)>& report;
+
+  void emit(KernelBenchCase c, double seconds) const {
+    c.microseconds = seconds * 1e6;
+    c.gbps = c.bytes / seconds / 1e9;
+    c.fraction_of_bandwidth = c.gbps / bandwidth;
+    report(c);
+  }
+
+  void dense(int m, int n, int batch, const std::vector<float>& x, std::vector<float>& y) const {
+    const auto shape = fmt::format("{}x{}", m, n);
+    const double f32_bytes = 4.0 * m * n;
+    std::vector<std::vector<float>> f32(copies_for(f32_bytes, options.footprint), small_values(std::size_t(m) * n));
+    const double f32_seconds = seconds_per_call([&](int i) {
+      const auto& w = f32[i % f32.size()];
+      if (batch == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, 1.0f, w.data(), n, x.data(), 1, 0.0f, y.data(), 1);
+      else  // Y (batch × m) = X (batch × n) · Wᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, m, n, 1.0f, x.data(), n, w.data(), n, 0.0f, y.data(), m);
+    }, options.seconds_per_case);
+    emit({shape, "f32", "openblas", 32, 0, 0, batch, {}, 0, f32_bytes}, f32_seconds);
+    f32.clear();
+
+    std::vector<std::uint16_t> one(std::size_t(m) * n);
+    for (std::size_t i = 0; i < one.size(); ++i) one[i] = static_cast<std::uint16_t>(0x3c00 + (i % 251));
+    std::vector<std::vector<std::uint16_t>> bf16(copies_for(2.0 * m * n, options.footprint), one);
+    const double bf16_seconds = seconds_per_call(
+        [&](int i) { gemv_bf16(bf16[i % bf16.size()].data(), m, n, x.data(), batch, y.data()); }, options.seconds_per_case);
+    const auto isa = kernel_isa_supported(KernelIsa::avx512) ? "avx512" : "scalar";
+    emit({shape, "bf16", isa, 16, 0, 0, batch, {}, 0, 2.0 * m * n}, bf16_seconds);
+  }
+
+  void packed(int m, int n, int bits, int rank, int batch, const std::vector<float>& x, std::vector<float>& y) const {
+    const auto base = random_packed(m, n, bits, options.group_size);
+    const double weight_bytes =
+        4.0 * (base.codes.size() + base.zeros.size()) + 2.0 * base.scales.size() + 4.0 * rank * (m + n);
+    const int copies = copies_for(weight_bytes, options.footprint);
+    std::deque<PackedLinear> fused, plain;  // deque: PackedLinear stays put
+    for (int i = 0; i < copies; ++i) {
+      fused.emplace_back(base, std::vector<float>{}, rank, small_values(std::size_t(rank) * n),
+                         small_values(std::size_t(m) * rank));
+      if (rank > 0) plain.emplace_back(base, std::vector<float>{}, 0, std::vector<float>{}, std::vector<float>{});
+    }
+    const KernelIsa isa = kernel_isa_supported(KernelIsa::avx512) ? KernelIsa::avx512
+                          : kernel_isa_supported(KernelIsa::avx2) ? KernelIsa::avx2
+                                                                   : KernelIsa::scalar;
+    KernelBenchCase c{fmt::format("{}x{}", m, n), "packed", kernel_isa_name(isa), bits, options.group_size, rank, batch,
+                      {}, 0, weight_bytes};
+    if (rank > 0) c.fused = true;
+    emit(c, seconds_per_call([&](int i) { gemv_packed(fused[i % copies].kernel_view(), x.data(), batch, y.data()); },
+                             options.seconds_per_case));
+    if (rank == 0) return;
+    // Unfused: the kernel without branch, then T = X·Aᵀ and Y += T·Bᵀ as two more BLAS passes (the second one
+    // re-reads and re-writes Y).
+    std::vector<float> t(std::size_t(batch) * rank);
+    c.fused = false;
+    emit(c, seconds_per_call([&](int i) {
+           const auto& f = fused[i % copies];
+           gemv_packed(plain[i % copies].kernel_view(), x.data(), batch, y.data());
+           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rank, n, 1.0f, x.data(), n, f.lora_a().data(), n,
+                       0.0f, t.data(), rank);
+           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, m, rank, 1.0f, t.data(), rank, f.lora_b().data(),
+                       rank, 1.0f, y.data(), m);
+         }, options.seconds_per_case));
+  }
+};
+
+}  // namespace
+
+double measure_read_bandwidth() {
+  const std::size_t count = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  std::vector<std::uint64_t> buffer(count, 1);
+  volatile std::uint64_t sink = 0;
+  const double seconds = seconds_per_call([&](int) {
+    std::uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (std::size_t i = 0; i < count; ++i) sum += buffer[i];
+    sink = sum;
+  }, 0.5);
+  return static_cast<double>(count * sizeof(std::uint64_t)) / seconds / 1e9;
+}
+
+void run_kernel_bench(const KernelBenchOptions& options, double bandwidth_gbps,
+                      const std::function<void(const KernelBenchCase&)>& report) {
+  const Bench bench{options, bandwidth_gbps, report};
+  for (const auto& [m, n] : options.shapes) {
+    const int max_batch = *std::max_element(options.batches.begin(), options.batches.end());
+    const auto x = small_values(std::size_t(max_batch) * n);
+    std::vector<float> y(std::size_t(max_batch) * m);
+    if (options.dense)
+      for (const int batch : options.batches) bench.dense(m, n, batch, x, y);
+    for (const int bits : options.bits)
+      for (const int rank : options.ranks)
+        for (const int batch : options.batches) bench.packed(m, n, bits, rank, batch, x, y);
+  }
+}
+
+}  // namespace fbq
