@@ -52,7 +52,7 @@ void run_perplexity(const ModelArgs& model_args, const std::string& text_path, c
   const auto tokens = model.tokenizer->encode(text, /*add_bos=*/true);
   const auto result = fbq::evaluate_perplexity(model, tokens, options);
   if (as_json) {
-    const nlohmann::json out = {{"model", model_args.path}, {"text", text_path},  {"ctx", options.ctx},
+    const nlohmann::json out = {{"model", model_args.path}, {"text", text_path},  {"ctx", options.ctx}, {"decode", options.decode},
                                 {"ppl", result.ppl},         {"ppl_stderr", result.ppl_stderr},
                                 {"tokens", result.tokens},   {"windows", result.windows},
                                 {"seconds", result.seconds}, {"mean_nll", result.mean_nll}};
@@ -158,12 +158,12 @@ void run_bench_kernels(const fbq::KernelBenchOptions& options, bool as_json) {
 }
 
 void run_bench_models(const std::vector<std::string>& paths, const fbq::SpeedOptions& options, bool as_json) {
-  fmt::print(stderr, "{}\n", machine_line());
   for (const auto& path : paths) {
     ModelArgs args;
     args.path = path;
     args.require_tokenizer = false;
     const auto model = args.load();
+    if (&path == &paths.front()) fmt::print(stderr, "{}\n", machine_line());
     const auto speed = fbq::measure_speed(model, options);
     if (as_json) {
       const nlohmann::json out = {{"model", path}, {"prompt_tokens", options.prompt_tokens},
@@ -199,6 +199,8 @@ int main(int argc, char** argv) {
   perplexity->add_option("--ctx", ppl_options.ctx, "window length in tokens")->capture_default_str();
   perplexity->add_option("--max-windows", ppl_options.max_windows, "score only the first K windows (0 = all)")
       ->check(CLI::NonNegativeNumber);
+  perplexity->add_flag("--decode", ppl_options.decode,
+                       "feed each window one token at a time through the KV cache (exercises the decode kernels)");
   perplexity->add_flag("--json", ppl_json, "print one JSON object instead of text");
 
   ModelArgs gen_model;

@@ -33,11 +33,12 @@ for part in "${parts[@]}"; do
       row tuning "$inner inside, svd init, 0 steps (= $inner + scaled-SVD branch)" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O steps=0
       for lr in 1e-3 3e-3 1e-2; do
         for steps in 100 300; do
-          [ $inner = gptq ] && [ $steps = 300 ] && [ $lr != 3e-3 ] && continue  # GPTQ inside costs more per step
+          # GPTQ inside costs more per step: its grid is lr 1e-3/3e-3 at 100 steps and 3e-3 at 300
+          [ $inner = gptq ] && { [ $lr = 1e-2 ] || { [ $steps = 300 ] && [ $lr != 3e-3 ]; }; } && continue
           row tuning "$inner inside, svd init, lr $lr, $steps steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O lr=$lr -O steps=$steps
         done
       done
-      row tuning "$inner inside, zero init, lr 3e-3, 300 steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O init=zero -O steps=300
+      [ $inner = rtn ] && row tuning "$inner inside, zero init, lr 3e-3, 300 steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O init=zero -O steps=300
       row tuning "$inner inside, svd init, lr 3e-3, 300 steps, kept iterate by training H" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=$inner -O steps=300 -O select=train
     done
     row tuning "gptq inside re-run every step, lr 3e-3, 100 steps" 3 128 moby "${fb[@]}" "${b[@]}" -O inner=gptq -O gptq_every=1 -O steps=100

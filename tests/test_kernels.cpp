@@ -3,10 +3,13 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <random>
 
+#include "io/dtype.h"
+#include "kernels/gemv_dense.h"
 #include "kernels/gemv_packed.h"
 #include "pack/packed_linear.h"
 #include "quant/group_quant.h"
@@ -178,6 +181,47 @@ TEST(Kernels, OtherGroupSizes) {
       if (!kernel_isa_supported(isa)) continue;
       gemv_packed(view, x.data(), 2, got.data(), isa);
       expect_close(got, want, term_magnitudes(linear, x.data(), 2), 1e-5);
+    }
+  }
+}
+
+TEST(Kernels, PreferredIsaSteersBest) {
+  const auto before = preferred_kernel_isa();
+  set_preferred_kernel_isa(KernelIsa::scalar);
+  EXPECT_EQ(preferred_kernel_isa(), KernelIsa::scalar);
+  const auto linear = make_linear(5, kCols, 3, 32, 7, false, 17);
+  const auto x = unaligned_input(1, kCols, 19);
+  std::vector<float> got(5);
+  gemv_packed(linear.kernel_view(), x.data(), 1, got.data());  // best → the preferred scalar kernel: exact
+  EXPECT_EQ(got, reference(linear, x.data(), 1));
+  set_preferred_kernel_isa(before);
+}
+
+// The bf16 baseline of `fbq bench kernels`: its AVX-512 variant against the scalar one, odd shapes, every batch.
+TEST(Kernels, DenseBf16MatchesScalar) {
+  if (!kernel_isa_supported(KernelIsa::avx512)) GTEST_SKIP() << "CPU lacks avx512";
+  for (const int cols : {256, 203}) {  // 203: a tail after the last 16 columns
+    const int rows = 37;
+    const auto values = random_values(static_cast<std::size_t>(rows) * cols, 23);
+    std::vector<std::uint16_t> w(values.size());
+    std::vector<float> widened(values.size());
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      w[i] = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);  // truncation: any bf16 will do
+      widened[i] = bf16_to_float(w[i]);
+    }
+    for (int batch = 1; batch <= 9; ++batch) {  // 9: a chunk of 8, then 1
+      SCOPED_TRACE(fmt::format("cols {} batch {}", cols, batch));
+      const auto x = unaligned_input(batch, cols, 29 + batch);
+      std::vector<float> got(static_cast<std::size_t>(batch) * rows), want(got.size());
+      std::vector<double> magnitude(got.size());
+      gemv_bf16(w.data(), rows, cols, x.data(), batch, got.data(), KernelIsa::avx512);
+      gemv_bf16(w.data(), rows, cols, x.data(), batch, want.data(), KernelIsa::scalar);
+      for (int t = 0; t < batch; ++t)
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j)
+            magnitude[static_cast<std::size_t>(t) * rows + i] +=
+                std::fabs(double(widened[static_cast<std::size_t>(i) * cols + j]) * x.data()[t * cols + j]);
+      expect_close(got, want, magnitude, 1e-5);
     }
   }
 }

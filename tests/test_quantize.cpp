@@ -11,6 +11,7 @@
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "pack/packed_linear.h"
+#include "kernels/gemv_packed.h"
 #include "quant/quantize_model.h"
 #include "test_support.h"
 #include "util/error.h"
@@ -198,6 +199,31 @@ TEST_F(QuantizePipeline, PackedModelPerplexityEqualsDequantizedModel) {
   EXPECT_LT(packed_ppl, original_ppl * 1.10) << "W4 g128 stays close to the float model";
 }
 
+// Issue 4: the decode kernels (SIMD, fused branch) leave the whole-model perplexity where the scalar kernel
+// puts it, and where the batched prefill path puts it.
+TEST_F(QuantizePipeline, DecodeKernelsGiveTheScalarPerplexity) {
+  auto o = options("lqer", 3, "w3-branch");
+  o.method_options.rank = 8;
+  quantize_model(o);
+  const auto text_path = test::shared_dir() / "data" / "moby-test.txt";
+  FBQ_REQUIRE_FILE(text_path);
+  const auto packed = load_model(o.output);
+  const auto tokens = packed.tokenizer->encode(read_paragraph_text(text_path), true);
+  PerplexityOptions ppl;
+  ppl.ctx = 64;
+  ppl.max_windows = 2;
+  ppl.progress = false;
+  const double prefill = evaluate_perplexity(packed, tokens, ppl).ppl;
+  ppl.decode = true;
+  const auto before = preferred_kernel_isa();
+  const double simd = evaluate_perplexity(packed, tokens, ppl).ppl;
+  set_preferred_kernel_isa(KernelIsa::scalar);
+  const double scalar = evaluate_perplexity(packed, tokens, ppl).ppl;
+  set_preferred_kernel_isa(before);
+  EXPECT_NEAR(simd / scalar, 1.0, 1e-4) << kernel_isa_name(before) << " " << simd << " vs scalar " << scalar;
+  EXPECT_NEAR(prefill / scalar, 1.0, 1e-4) << "prefill " << prefill << " vs decode " << scalar;
+}
+
 TEST_F(QuantizePipeline, SameSeedGivesByteIdenticalOutput) {
   const auto a = options("gptq", 3, "a"), b = options("gptq", 3, "b");
   quantize_model(a);
@@ -256,6 +282,28 @@ TEST_F(QuantizePipeline, CliReportsErrorsInOneLine) {
   EXPECT_EQ(WEXITSTATUS(status), 1);
   const auto message = test::read_file(err);
   EXPECT_EQ(message, "fbq: error: --group-size 96 does not divide the input dimension 1024\n");
+}
+
+// `fbq bench` refuses impossible settings with one line and exit status 1, before measuring anything.
+TEST(BenchCli, BadSettingsFailInOneLine) {
+  test::TempDir tmp;
+  const auto err = tmp.path() / "err.txt";
+  for (const auto& [args, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"bench kernels --shapes 4096by4096", "--shapes expects ROWSxCOLS (got '4096by4096')"},
+           {"bench kernels --bits 5", "bench kernels: bits must be 2, 3, 4 or 8 (got 5)"},
+           {"bench kernels --batches 9", "bench kernels: batch must be 1..8 (got 9)"},
+           {"bench kernels --shapes 64x100", "bench kernels: group size 128 does not divide 100 columns"},
+           {"bench", "bench: give MODEL paths, or `bench kernels`"},
+           {"bench /no/such/model", "/no/such/model"}}) {
+    SCOPED_TRACE(args);
+    const int status = std::system(fmt::format("'{}' {} >/dev/null 2>'{}'", FBQ_CLI_PATH, args, err.string()).c_str());
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1);
+    const auto message = test::read_file(err);
+    EXPECT_EQ(message.rfind("fbq: error: ", 0), 0u) << message;
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+    EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+  }
 }
 
 }  // namespace

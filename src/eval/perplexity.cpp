@@ -68,15 +68,19 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   for (int w = 0; w < windows; ++w) {
     const std::int64_t begin = static_cast<std::int64_t>(w) * options.ctx;
     const auto window = tokens.subspan(begin, options.ctx);
-    session.reset();
-    const auto logits = session.forward(window, 0, /*all_logits=*/true);
-    for (int t = 0; t + 1 < options.ctx; ++t) {
-      const double nll = negative_log_likelihood(logits.subspan(static_cast<std::size_t>(t) * model.config.vocab_size,
-                                                                model.config.vocab_size),
-                                                 window[t + 1]);
+    const auto score = [&](std::span<const float> logits, int target) {
+      const double nll = negative_log_likelihood(logits, target);
       sum += nll;
       sum_squares += nll * nll;
       ++scored;
+    };
+    const std::size_t vocab = model.config.vocab_size;
+    session.reset();
+    if (options.decode) {
+      for (int t = 0; t + 1 < options.ctx; ++t) score(session.forward(window.subspan(t, 1), t, false), window[t + 1]);
+    } else {
+      const auto logits = session.forward(window, 0, /*all_logits=*/true);
+      for (int t = 0; t + 1 < options.ctx; ++t) score(logits.subspan(t * vocab, vocab), window[t + 1]);
     }
     progress.update(w + 1, fmt::format("ppl {:.3f}", std::exp(sum / scored)));
   }

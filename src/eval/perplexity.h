@@ -27,6 +27,7 @@ struct PerplexityOptions {
   int ctx = 256;
   int max_windows = 0;  // 0 = the whole text
   bool progress = true;
+  bool decode = false;  // score each window one token at a time through the KV cache (the decode kernels)
 };
 
 // Only whole windows are scored (a partial tail window is dropped, as in the reference PyTorch figures).

@@ -1,6 +1,9 @@
 #include "kernels/gemv_packed.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "io/dtype.h"
@@ -87,13 +90,30 @@ const char* kernel_isa_name(KernelIsa isa) {
 
 namespace {
 
-KernelIsa resolve(KernelIsa isa, const PackedKernelView& w) {
-  if (isa != KernelIsa::best && !kernel_isa_supported(isa)) fail("this CPU lacks {} for the packed kernel", kernel_isa_name(isa));
-  if (w.group_size % 32 != 0) return KernelIsa::scalar;  // SIMD kernels step whole 32-code blocks per group
-  if (isa != KernelIsa::best) return isa;
+KernelIsa best_supported() {
   if (kernel_isa_supported(KernelIsa::avx512)) return KernelIsa::avx512;
   if (kernel_isa_supported(KernelIsa::avx2)) return KernelIsa::avx2;
   return KernelIsa::scalar;
+}
+
+KernelIsa from_environment() {
+  const char* value = std::getenv("FBQ_KERNEL_ISA");
+  if (!value || !*value) return best_supported();
+  for (const auto isa : {KernelIsa::scalar, KernelIsa::avx2, KernelIsa::avx512, KernelIsa::best})
+    if (std::string_view(value) == kernel_isa_name(isa)) {
+      if (!kernel_isa_supported(isa)) fail("FBQ_KERNEL_ISA={}: this CPU lacks it", value);
+      return isa == KernelIsa::best ? best_supported() : isa;
+    }
+  fail("FBQ_KERNEL_ISA must be scalar, avx2, avx512 or best (got '{}')", value);
+}
+
+std::atomic<int> preferred{-1};  // -1: not read from the environment yet
+
+KernelIsa resolve(KernelIsa isa, const PackedKernelView& w) {
+  if (isa == KernelIsa::best) isa = preferred_kernel_isa();
+  if (!kernel_isa_supported(isa)) fail("this CPU lacks {} for the packed kernel", kernel_isa_name(isa));
+  if (w.group_size % 32 != 0) return KernelIsa::scalar;  // SIMD kernels step whole 32-code blocks per group
+  return isa;
 }
 
 // One chunk of at most kKernelMaxBatch tokens.
@@ -137,6 +157,17 @@ void gemv_chunk(const PackedKernelView& w, const float* x, int batch, float* y, 
 }
 
 }  // namespace
+
+void set_preferred_kernel_isa(KernelIsa isa) {
+  if (isa == KernelIsa::best) isa = best_supported();
+  if (!kernel_isa_supported(isa)) fail("this CPU lacks {} for the packed kernel", kernel_isa_name(isa));
+  preferred = static_cast<int>(isa);
+}
+
+KernelIsa preferred_kernel_isa() {
+  if (preferred < 0) preferred = static_cast<int>(from_environment());
+  return static_cast<KernelIsa>(preferred.load());
+}
 
 void gemv_packed(const PackedKernelView& w, const float* x, int batch, float* y, KernelIsa isa) {
   if (batch < 0) fail("packed kernel: batch of {} tokens", batch);

@@ -30,6 +30,12 @@ struct PackedKernelView {
 bool kernel_isa_supported(KernelIsa isa);
 const char* kernel_isa_name(KernelIsa isa);
 
+// What `KernelIsa::best` runs: the best ISA this CPU supports, unless the environment variable FBQ_KERNEL_ISA
+// (scalar, avx2, avx512) or set_preferred_kernel_isa() chose another — to compare whole-model results of
+// the SIMD kernels with the scalar reference, or to measure one ISA. An unsupported choice throws fbq::Error.
+void set_preferred_kernel_isa(KernelIsa isa);
+KernelIsa preferred_kernel_isa();
+
 // x: batch × n (row-major, any alignment), y: batch × m (batch 0: nothing to do). Batches above 8 run in chunks of 8 (callers use a
 // GEMM there). An explicitly requested ISA the CPU lacks throws fbq::Error; the SIMD kernels need
 // group_size % 32 == 0 and otherwise fall back to the scalar kernel.
