@@ -12,6 +12,7 @@
 
 #include "eval/generate.h"
 #include "eval/kernel_bench.h"
+#include "eval/method_bench.h"
 #include "eval/perplexity.h"
 #include "eval/speed.h"
 #include "kernels/gemv_packed.h"
@@ -181,6 +182,37 @@ void run_bench_models(const std::vector<std::string>& paths, const fbq::SpeedOpt
   }
 }
 
+// `-O KEY=VALUE` settings into the method's params map.
+void parse_method_settings(const std::vector<std::string>& settings, fbq::MethodOptions& options) {
+  for (const auto& setting : settings) {
+    const auto equals = setting.find('=');
+    if (equals == std::string::npos || equals == 0) fbq::fail("-O expects KEY=VALUE (got '{}')", setting);
+    options.params[setting.substr(0, equals)] = setting.substr(equals + 1);
+  }
+}
+
+void run_bench_method(const std::string& method, int rows, int cols, const fbq::MethodOptions& options, bool as_json) {
+  options.spec.validate(cols);
+  fmt::print(stderr, "{}\n", machine_line());
+  auto start = std::chrono::steady_clock::now();
+  const auto layer = fbq::synthetic_layer(rows, cols, options.seed);
+  fmt::print(stderr, "synthetic {}x{} layer and H (seed {}) in {:.2f}s; running {}...\n", rows, cols, options.seed,
+             fbq::seconds_since(start), method);
+  const auto result = fbq::bench_method(method, layer, options);
+  if (as_json) {
+    nlohmann::json out = {{"method", method}, {"shape", {rows, cols}}, {"bits", options.spec.bits},
+                          {"group", options.spec.group_size}, {"rank", result.layer.rank}, {"params", options.params},
+                          {"seconds", result.seconds}, {"h_error", result.h_error}, {"note", result.layer.note},
+                          {"threads", omp_get_max_threads()}};
+    for (const auto& [key, value] : result.layer.metrics) out[key] = value;
+    fmt::print("{}\n", out.dump());
+  } else {
+    fmt::print("{} on {}x{} W{} g{} rank {}: {:.2f}s, H-error {:.6f}  {}\n", method, rows, cols, options.spec.bits,
+               options.spec.group_size, result.layer.rank, result.seconds, result.h_error, result.layer.note);
+    for (const auto& [key, value] : result.layer.metrics) fmt::print("  {} = {}\n", key, value);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -287,6 +319,25 @@ int main(int argc, char** argv) {
   kernels->add_flag("--no-dense", kernels_no_dense, "skip the f32/bf16 baselines");
   kernels->add_flag("--json", kernels_json, "one JSON object per measured case");
 
+  std::string bench_method_name = "fbquant";
+  int method_rows = 4096, method_cols = 4096;
+  fbq::MethodOptions method_options;
+  method_options.spec = {3, 128};
+  method_options.rank = 32;
+  std::vector<std::string> method_settings_bench;
+  bool method_json = false;
+  auto* method_bench = bench->add_subcommand(
+      "method", "time one quantization method on a synthetic layer with a correlated H (default 4096x4096)");
+  method_bench->add_option("--method", bench_method_name, "quantization method")->capture_default_str();
+  method_bench->add_option("--rows", method_rows, "output features")->capture_default_str()->check(CLI::PositiveNumber);
+  method_bench->add_option("--cols", method_cols, "input features")->capture_default_str()->check(CLI::PositiveNumber);
+  method_bench->add_option("--bits", method_options.spec.bits, "bits per weight")->capture_default_str();
+  method_bench->add_option("--group-size", method_options.spec.group_size, "group size")->capture_default_str();
+  method_bench->add_option("--rank", method_options.rank, "branch rank (methods with a branch)")->capture_default_str();
+  method_bench->add_option("-O,--method-opt", method_settings_bench, "method setting KEY=VALUE");
+  method_bench->add_option("--seed", method_options.seed, "seed of the synthetic layer")->capture_default_str();
+  method_bench->add_flag("--json", method_json, "one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -301,7 +352,11 @@ int main(int argc, char** argv) {
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_json);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
-    if (*kernels) {
+    if (*method_bench) {
+      parse_method_settings(method_settings_bench, method_options);
+      if (!fbq::make_method(bench_method_name)->uses_rank()) method_options.rank = 0;
+      run_bench_method(bench_method_name, method_rows, method_cols, method_options, method_json);
+    } else if (*kernels) {
       if (!kernel_shapes.empty()) kernel_options.shapes.clear();
       for (const auto& shape : kernel_shapes) {
         int rows = 0, cols = 0;
@@ -333,11 +388,7 @@ int main(int argc, char** argv) {
       quant.calibration_text = quant_calib;
       if (!quant_tokenizer.empty()) quant.tokenizer = quant_tokenizer;
       quant.method_options.seed = quant.seed;
-      for (const auto& setting : method_settings) {
-        const auto equals = setting.find('=');
-        if (equals == std::string::npos || equals == 0) fbq::fail("-O expects KEY=VALUE (got '{}')", setting);
-        quant.method_options.params[setting.substr(0, equals)] = setting.substr(equals + 1);
-      }
+      parse_method_settings(method_settings, quant.method_options);
       quant.progress = !quant_quiet;
       run_quantize(quant, quant_json);
     }

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "quant/low_rank.h"
 #include "quant/method.h"
 #include "test_layers.h"
 #include "util/error.h"
+#include "util/linalg.h"
 
 namespace fbq {
 namespace {
@@ -185,6 +187,41 @@ TEST(AwqErrors, RejectsALowRankBranch) {
   const auto layer = synthetic_layer(16, 64, 2);
   EXPECT_THROW(make_method("awq")->quantize(layer.weights, layer.m, layer.n, layer.stats, options_for(4, 32, 1)),
                Error);
+}
+
+}  // namespace
+}  // namespace fbq
+
+namespace fbq {
+namespace {
+
+// The randomized SVD big layers use for their branch: same leading singular values and (nearly) the optimal
+// rank-r error as the exact SVD, on a matrix with a slowly decaying spectrum (the hard case for sketching).
+TEST(TruncatedSvd, MatchesTheExactLeadingTriplets) {
+  const int m = 400, n = 300, rank = 12;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> normal;
+  std::vector<double> a(static_cast<std::size_t>(m) * n);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) a[static_cast<std::size_t>(i) * n + j] = normal(rng) * std::pow(0.99, j);  // decaying columns
+  const auto exact = svd(a, m, n);
+  const auto fast = truncated_svd(a, m, n, rank, 0);
+  ASSERT_EQ(fast.k, rank);
+  const auto rank_r_error = [&](const Svd& d) {
+    double error = 0.0;
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        double value = a[static_cast<std::size_t>(i) * n + j];
+        for (int k = 0; k < rank; ++k)
+          value -= d.u[static_cast<std::size_t>(i) * d.k + k] * d.s[k] * d.vt[static_cast<std::size_t>(k) * n + j];
+        error += value * value;
+      }
+    return error;
+  };
+  for (int k = 0; k < rank; ++k) EXPECT_NEAR(fast.s[k] / exact.s[k], 1.0, k < rank / 2 ? 2e-3 : 1e-2) << "singular value " << k;
+  EXPECT_LE(rank_r_error(fast), 1.01 * rank_r_error(exact));
+  EXPECT_EQ(truncated_svd(a, m, n, rank, 0).u, fast.u) << "seeded: deterministic";
+  EXPECT_THROW(truncated_svd(a, m, n, 0, 0), Error);
 }
 
 }  // namespace

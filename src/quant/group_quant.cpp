@@ -42,16 +42,25 @@ void quantize_group_into(QuantizedMatrix& out, int row, int col, const float* va
   out.params[static_cast<std::size_t>(row) * out.groups_per_row() + col / out.spec.group_size] = params;
 }
 
-QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip) {
+void quantize_rtn_into(const float* weights, int rows, int cols, const QuantSpec& spec, QuantizedMatrix& out,
+                       float clip) {
   spec.validate(cols);
-  QuantizedMatrix out{rows, cols, spec, std::vector<std::uint8_t>(static_cast<std::size_t>(rows) * cols),
-                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (cols / spec.group_size))};
+  out.rows = rows;
+  out.cols = cols;
+  out.spec = spec;
+  out.codes.resize(static_cast<std::size_t>(rows) * cols);
+  out.params.resize(static_cast<std::size_t>(rows) * (cols / spec.group_size));
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; c += spec.group_size) {
       const float* group = weights + static_cast<std::size_t>(r) * cols + c;
       quantize_group_into(out, r, c, group, spec.group_size, fit_group(group, spec.group_size, spec.bits, clip));
     }
+}
+
+QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip) {
+  QuantizedMatrix out;
+  quantize_rtn_into(weights, rows, cols, spec, out, clip);
   return out;
 }
 
@@ -86,13 +95,19 @@ QuantizedMatrix quantize_rtn_clip_searched(const float* weights, int rows, int c
 }
 
 std::vector<float> QuantizedMatrix::dequantize() const {
-  std::vector<float> out(static_cast<std::size_t>(rows) * cols);
+  std::vector<float> out;
+  dequantize_into(out);
+  return out;
+}
+
+void QuantizedMatrix::dequantize_into(std::vector<float>& out) const {
+  out.resize(static_cast<std::size_t>(rows) * cols);
+#pragma omp parallel for schedule(static) if (static_cast<std::int64_t>(rows) * cols >= (1 << 16))
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) {
       const std::size_t i = static_cast<std::size_t>(r) * cols + c;
       out[i] = dequantize_value(codes[i], group(r, c));
     }
-  return out;
 }
 
 }  // namespace fbq

@@ -169,13 +169,19 @@ class FbquantMethod final : public QuantMethod {
       round_to_f16(b16);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, b16.data(), r, a16.data(), n, 0.0f,
                   sigma.data(), n);
-      for (std::size_t i = 0; i < residual.size(); ++i) residual[i] = weights[i] - sigma[i];
+      const std::int64_t size = static_cast<std::int64_t>(residual.size());
+#pragma omp parallel for schedule(static)
+      for (std::int64_t i = 0; i < size; ++i) residual[i] = weights[i] - sigma[i];
       const bool evaluate = t % s.eval_every == 0 || t == s.steps;
-      if (!factor || t % s.gptq_every == 0 || evaluate) {
-        current = inner_quantize(residual);
-        quantized = current.dequantize();
+      if (factor && (t % s.gptq_every == 0 || evaluate)) {
+        current = gptq_quantize(residual, m, n, *factor, spec);
+        current.dequantize_into(quantized);
+      } else if (!factor) {  // storage reused: a fresh 16M-weight layer per step costs page faults, not math
+        quantize_rtn_into(residual.data(), m, n, spec, current);
+        current.dequantize_into(quantized);
       }
-      for (std::size_t i = 0; i < error.size(); ++i) error[i] = quantized[i] - residual[i];  // E = W_F − W
+#pragma omp parallel for schedule(static)
+      for (std::int64_t i = 0; i < size; ++i) error[i] = quantized[i] - residual[i];  // E = W_F − W
 
       if (evaluate) {
         const double train_loss = sampled_loss(error, hessian, m, n, rows) / reference;
