@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Speed results (issue 4), two sections of docs/RESULTS.md: `fbq bench kernels` (packed decode kernels with and
-# without the fused branch, dense f32/bf16 GEMV, GB/s against the measured read bandwidth) and `fbq bench` of the
-# bundled model in f32 and quantized (prefill and decode tokens/s).
+# Speed results, three sections of docs/RESULTS.md: `fbq bench kernels` (packed decode kernels with and without
+# the fused branch, dense f32/bf16 GEMV, GB/s against the measured read bandwidth), `fbq bench` of the bundled
+# model in f32 and quantized (prefill and decode tokens/s), and `fbq bench method` (FBQuant's cost per step and
+# per layer on a 4096×4096 layer, RTN and GPTQ inside).
 # Run it on an otherwise idle machine: OpenMP threads spin here (fastest alone, but any other load ruins the
 # timings). Usage: scripts/bench.sh [--quick]   (--quick: one shape, short timings; a smoke run)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active}
-kernel_args=()
+kernel_args=() steps=50 shape=(--rows 4096 --cols 4096)
 case "${1:-}" in
-  --quick) kernel_args=(--shapes 4096x4096 --seconds 0.02) ;;
+  --quick) kernel_args=(--shapes 4096x4096 --seconds 0.02) steps=10 shape=(--rows 1024 --cols 1024) ;;
   "") ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
@@ -34,3 +35,18 @@ quantized "W3 g128" --method rtn --bits 3
 quantized "W2 g128" --method rtn --bits 2
 quantized "W3 g128 + rank-32 branch" --method lqer --bits 3 --rank 32
 render speed
+
+results_open fbquant-cost 0
+method_cost() {  # method_cost LABEL BENCH_METHOD_ARGS...
+  local label=$1; shift
+  echo "== cost: $label" >&2
+  "$FBQ" bench method "${shape[@]}" --bits 3 --group-size 128 --rank 32 --json "$@" 2>/dev/null |
+    sed "s/^{/{\"label\":\"$label\",/" >> "$RESULTS"
+}
+method_cost "GPTQ (no branch)" --method gptq
+method_cost "FBQuant rtn inside, init only" -O inner=rtn -O steps=0
+method_cost "FBQuant rtn inside, $steps steps" -O inner=rtn -O steps=$steps
+method_cost "FBQuant gptq inside, init only" -O inner=gptq -O steps=0
+method_cost "FBQuant gptq inside (k=10), $steps steps" -O inner=gptq -O gptq_every=10 -O steps=$steps
+method_cost "FBQuant gptq inside (k=1), $((steps / 5)) steps" -O inner=gptq -O gptq_every=1 -O steps=$((steps / 5))
+render fbquant-cost

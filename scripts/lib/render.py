@@ -14,7 +14,7 @@ import sys
 
 SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_study.sh tuning",
            "fbquant-budgets": "scripts/fbquant_study.sh budgets", "kernels": "scripts/bench.sh",
-           "speed": "scripts/bench.sh"}
+           "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
 
 
 def summarize(path):
@@ -160,8 +160,36 @@ def speed(rows):
     return out
 
 
+def fbquant_cost(rows):
+    r0 = rows[0]
+    out = ["## FBQuant cost on one large layer (`fbq bench method`)", "", generated_by("fbquant-cost"), "",
+           f'A synthetic {r0["shape"][0]}×{r0["shape"][1]} layer (Gaussian W, correlated H with a few dominant directions '
+           f'and outlier channels; `src/eval/method_bench.h`), W{r0["bits"]} g{r0["group"]}, rank 32, {r0["threads"]} threads. '
+           "Seconds are the method's own wall time; per step = (run − init only) / steps; a layer at S steps = init + S × per step. "
+           "GPTQ inside re-runs GPTQ every k steps and at every evaluation (every 10 steps).", "",
+           "| run | seconds | H-error | kept step |", "|---|---|---|---|"]
+    for r in rows:
+        kept = f'{int(r["best_step"])}/{int(r["steps"])}' if "best_step" in r else "–"
+        out.append(f'| {r["label"]} | {r["seconds"]:.2f} | {r["h_error"]:.5f} | {kept} |')
+    init = {}
+    for r in rows:
+        if r.get("steps") == 0:
+            init.setdefault(r["params"]["inner"], r["seconds"])
+    out += ["", "| inner quantizer | init s | per step s | layer at 100 steps | layer at 200 steps |", "|---|---|---|---|---|"]
+    for r in rows:
+        p = r.get("params", {})
+        if "inner" not in p or r.get("steps", 0) == 0 or p["inner"] not in init:
+            continue
+        per_step = (r["seconds"] - init[p["inner"]]) / r["steps"]
+        name = p["inner"] + (f' (k={p.get("gptq_every", "10")})' if p["inner"] == "gptq" else "")
+        out.append(f'| {name} | {init[p["inner"]]:.2f} | {per_step:.3f} | {init[p["inner"]] + 100 * per_step:.1f} s | '
+                   f'{init[p["inner"]] + 200 * per_step:.1f} s |')
+    return out
+
+
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-budgets": fbquant_budgets,
-             "kernels": kernels, "speed": speed}
+             "kernels": kernels, "speed": speed,
+             "fbquant-cost": fbquant_cost}
 
 
 def write_section(name, results, doc):
