@@ -1,8 +1,8 @@
-// AVX-512 row kernel. A 32-code block is `b` whole words of the row stream; its h-th 16 codes are the 2b
-// bytes at bit offset 16b·h (put together from two words in registers where 3-bit codes straddle them):
-// broadcast them, let a byte shuffle give lanes 0–7 the dword at byte 0 and lanes 8–15 the dword at byte b,
-// then shift lane i by b·(i mod 8) and mask (b = 2, 3). 8-bit widens bytes; 4-bit widens bytes and splits
-// them into nibbles, which is cheaper than shifting but yields the columns in nibble order.
+// AVX-512 row kernel. A 32-code block is `b` whole words of the row stream (4b bytes). For b = 2, 3 one masked
+// load brings the block's bytes into a register, broadcast to all four 128-bit lanes; for the h-th 16 codes a
+// byte shuffle gives lane i the two bytes holding code 16h + i, a per-lane shift and a mask finish it — no
+// scalar bit work. 8-bit widens bytes; 4-bit widens bytes and splits them into nibbles, which is cheaper than
+// shifting but yields the columns in nibble order.
 #include <immintrin.h>
 
 #include "kernels/gemv_internal.h"
@@ -10,19 +10,55 @@
 namespace fbq::kernels {
 namespace {
 
+// Shuffle control and shifts that cut codes 16h … 16h+15 out of a block broadcast to every 128-bit lane.
+template <int Bits>
+struct Unpacker {
+  __m512i control[2], shifts[2];
+  FBQ_AVX512 Unpacker() {
+    alignas(64) std::uint8_t bytes[2][64];
+    alignas(64) std::uint32_t shift[2][16];
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 16; ++i) {
+        const int bit = Bits * (16 * h + i);
+        bytes[h][4 * i] = static_cast<std::uint8_t>(bit / 8);
+        bytes[h][4 * i + 1] = static_cast<std::uint8_t>(bit / 8 + 1);  // may be the next block's byte: shifted out
+        bytes[h][4 * i + 2] = bytes[h][4 * i + 3] = 0x80;               // 0x80: shuffle writes zero
+        shift[h][i] = static_cast<std::uint32_t>(bit % 8);
+      }
+    for (int h = 0; h < 2; ++h) {
+      control[h] = _mm512_load_si512(bytes[h]);
+      shifts[h] = _mm512_load_si512(shift[h]);
+    }
+  }
+};
+
+// The block's 4b bytes in every 128-bit lane (b = 2, 3). A plain 16-byte load (masked byte loads are twice
+// as slow here); only blocks within 16 bytes of the end of the codes take the copying path.
+template <int Bits>
+FBQ_AVX512 inline __m512i load_block(const std::uint32_t* block, const std::uint32_t* end) {
+  if constexpr (Bits == 2 || Bits == 3) {
+    if (block + 4 <= end) return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    alignas(16) std::uint32_t copy[4] = {};
+    for (int i = 0; i < Bits; ++i) copy[i] = block[i];
+    return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(copy)));
+  } else {
+    return _mm512_setzero_si512();
+  }
+}
+
 // Codes 16h … 16h+15 of a 32-code block; for 4-bit, the low (h = 0) or high (h = 1) nibbles of its 16
 // bytes, i.e. the columns in nibble order (gemv_internal.h), both from one widened load.
 template <int Bits>
-FBQ_AVX512 inline __m512i decode16(const std::uint32_t* block, int h, __m512i gather, __m512i shifts, __m512i mask) {
+FBQ_AVX512 inline __m512i decode16(const std::uint32_t* block, int h, __m512i loaded, const Unpacker<Bits>& unpack,
+                                   __m512i mask) {
   if constexpr (Bits == 4) {
     const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
     return h == 0 ? _mm512_and_si512(bytes, mask) : _mm512_srli_epi32(bytes, 4);
   } else if constexpr (Bits == 8) {
     return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 4 * h)));
   } else {
-    const auto bytes = static_cast<long long>(block_bits(block, 16 * Bits * h, 16 * Bits));
-    const __m512i words = _mm512_shuffle_epi8(_mm512_set1_epi64(bytes), gather);
-    return _mm512_and_si512(_mm512_srlv_epi32(words, shifts), mask);
+    const __m512i pairs = _mm512_shuffle_epi8(loaded, unpack.control[h]);
+    return _mm512_and_si512(_mm512_srlv_epi32(pairs, unpack.shifts[h]), mask);
   }
 }
 
@@ -31,11 +67,8 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
   const PackedKernelView& w = *a.w;
   const int n = w.cols, m = w.rows, r = w.rank, g = w.group_size, groups = n / g;
   constexpr int U = T <= 4 ? 2 : 1;  // independent accumulators per token to hide the FMA latency
-  // Byte indices 0..3 in every dword; +Bits in the upper 256 bits (lanes 8–15 start at byte Bits).
-  const __m512i gather = _mm512_add_epi8(_mm512_set1_epi32(0x03020100),
-                                         _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi8(Bits), 1));
-  const __m512i shifts = _mm512_setr_epi32(0, Bits, 2 * Bits, 3 * Bits, 4 * Bits, 5 * Bits, 6 * Bits, 7 * Bits, 0, Bits,
-                                           2 * Bits, 3 * Bits, 4 * Bits, 5 * Bits, 6 * Bits, 7 * Bits);
+  const Unpacker<Bits> unpack;
+  const std::uint32_t* end = w.codes + static_cast<std::size_t>(m) * w.code_words_per_row;
   const __m512i mask = _mm512_set1_epi32((1 << Bits) - 1);
   for (int row = first_row; row < end_row; ++row) {
     const std::uint32_t* codes = w.codes + static_cast<std::size_t>(row) * w.code_words_per_row;
@@ -50,10 +83,11 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
       const __m512 voffset = _mm512_set1_ps(-scale * static_cast<float>(read_bits(w.zeros, index, Bits)));
       for (int j = group * g; j < (group + 1) * g; j += 32) {
         const std::uint32_t* block = codes + j / 32 * Bits;
+        const __m512i loaded = load_block<Bits>(block, end);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
           const __m512 weight =
-              _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode16<Bits>(block, h, gather, shifts, mask)), vscale, voffset);
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode16<Bits>(block, h, loaded, unpack, mask)), vscale, voffset);
           for (int t = 0; t < T; ++t)
             acc[t][h % U] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(a.x + static_cast<std::size_t>(t) * n + j + 16 * h),
                                             acc[t][h % U]);
