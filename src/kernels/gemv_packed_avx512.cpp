@@ -1,8 +1,8 @@
 // AVX-512 row kernel. A 32-code block is `b` whole words of the row stream (4b bytes). For b = 2, 3 one masked
 // load brings the block's bytes into a register, broadcast to all four 128-bit lanes; for the h-th 16 codes a
 // byte shuffle gives lane i the two bytes holding code 16h + i, a per-lane shift and a mask finish it — no
-// scalar bit work. 8-bit widens bytes; 4-bit widens bytes and splits them into nibbles, which is cheaper than
-// shifting but yields the columns in nibble order.
+// scalar bit work. Codes of ≤ 4 bits then index a 16-float table of the group's dequantized values (see
+// dequantize16); 8-bit widens bytes, converts and scales.
 #include <immintrin.h>
 
 #include "kernels/gemv_internal.h"
@@ -46,19 +46,23 @@ FBQ_AVX512 inline __m512i load_block(const std::uint32_t* block, const std::uint
   }
 }
 
-// Codes 16h … 16h+15 of a 32-code block; for 4-bit, the low (h = 0) or high (h = 1) nibbles of its 16
-// bytes, i.e. the columns in nibble order (gemv_internal.h), both from one widened load.
+// The dequantized weights of codes 16h … 16h+15 of a 32-code block. For b ≤ 4 a code indexes the group's table
+// of its 2^b values s·(q − z) (vpermps reads an index's low 4 bits; the table repeats every 2^b entries, so bits
+// of neighbouring codes above a code's own are harmless): exactly the reference's dequantized weights, with no
+// mask, conversion or multiply per weight. 4-bit splits widened bytes into their low (h = 0) and high (h = 1)
+// nibbles, i.e. the columns in nibble order (gemv_internal.h). 8-bit converts and scales.
 template <int Bits>
-FBQ_AVX512 inline __m512i decode16(const std::uint32_t* block, int h, __m512i loaded, const Unpacker<Bits>& unpack,
-                                   __m512i mask) {
+FBQ_AVX512 inline __m512 dequantize16(const std::uint32_t* block, int h, __m512i loaded, const Unpacker<Bits>& unpack,
+                                      __m512 table, __m512 scale, __m512 offset) {
   if constexpr (Bits == 4) {
     const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
-    return h == 0 ? _mm512_and_si512(bytes, mask) : _mm512_srli_epi32(bytes, 4);
+    return _mm512_permutexvar_ps(h == 0 ? bytes : _mm512_srli_epi32(bytes, 4), table);
   } else if constexpr (Bits == 8) {
-    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 4 * h)));
+    const __m512i codes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 4 * h)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(codes), scale, offset);  // s·q − s·z
   } else {
     const __m512i pairs = _mm512_shuffle_epi8(loaded, unpack.control[h]);
-    return _mm512_and_si512(_mm512_srlv_epi32(pairs, unpack.shifts[h]), mask);
+    return _mm512_permutexvar_ps(_mm512_srlv_epi32(pairs, unpack.shifts[h]), table);
   }
 }
 
@@ -69,7 +73,9 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
   constexpr int U = T <= 4 ? 2 : 1;  // independent accumulators per token to hide the FMA latency
   const Unpacker<Bits> unpack;
   const std::uint32_t* end = w.codes + static_cast<std::size_t>(m) * w.code_words_per_row;
-  const __m512i mask = _mm512_set1_epi32((1 << Bits) - 1);
+  // Lane i of a group's table: s·((i mod 2^b) − z), computed as the reference computes s·(q − z).
+  const __m512i table_codes = _mm512_and_si512(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32(Bits < 8 ? (1 << Bits) - 1 : 15));
   for (int row = first_row; row < end_row; ++row) {
     const std::uint32_t* codes = w.codes + static_cast<std::size_t>(row) * w.code_words_per_row;
     __m512 acc[T][U];
@@ -78,16 +84,17 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
     for (int group = 0; group < groups; ++group) {
       const std::int64_t index = static_cast<std::int64_t>(row) * groups + group;
       const float scale = _cvtsh_ss(w.scales[index]);
+      const int zero = static_cast<int>(read_bits(w.zeros, index, Bits));
       const __m512 vscale = _mm512_set1_ps(scale);
-      // ŵ = s·q − s·z: one FMA per 16 weights, shared by all tokens
-      const __m512 voffset = _mm512_set1_ps(-scale * static_cast<float>(read_bits(w.zeros, index, Bits)));
+      const __m512 voffset = _mm512_set1_ps(-scale * static_cast<float>(zero));
+      const __m512 table =
+          _mm512_mul_ps(vscale, _mm512_cvtepi32_ps(_mm512_sub_epi32(table_codes, _mm512_set1_epi32(zero))));
       for (int j = group * g; j < (group + 1) * g; j += 32) {
         const std::uint32_t* block = codes + j / 32 * Bits;
         const __m512i loaded = load_block<Bits>(block, end);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
-          const __m512 weight =
-              _mm512_fmadd_ps(_mm512_cvtepi32_ps(decode16<Bits>(block, h, loaded, unpack, mask)), vscale, voffset);
+          const __m512 weight = dequantize16<Bits>(block, h, loaded, unpack, table, vscale, voffset);
           for (int t = 0; t < T; ++t)
             acc[t][h % U] = _mm512_fmadd_ps(weight, _mm512_loadu_ps(a.x + static_cast<std::size_t>(t) * n + j + 16 * h),
                                             acc[t][h % U]);
