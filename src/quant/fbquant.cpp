@@ -22,6 +22,31 @@ BranchGradients branch_gradients(const std::vector<float>& error, const std::vec
   return g;
 }
 
+void feedback_quantize_rtn(const std::vector<float>& weights, const std::vector<float>& sigma, int m, int n,
+                           const QuantSpec& spec, QuantizedMatrix& out, std::vector<float>& error) {
+  spec.validate(n);
+  const int g = spec.group_size;
+  out.rows = m;
+  out.cols = n;
+  out.spec = spec;
+  out.codes.resize(static_cast<std::size_t>(m) * n);
+  out.params.resize(static_cast<std::size_t>(m) * (n / g));
+  error.resize(static_cast<std::size_t>(m) * n);
+#pragma omp parallel
+  {
+    std::vector<float> residual(g);
+#pragma omp for schedule(static)
+    for (int row = 0; row < m; ++row)
+      for (int c = 0; c < n; c += g) {
+        const std::size_t offset = static_cast<std::size_t>(row) * n + c;
+        for (int j = 0; j < g; ++j) residual[j] = weights[offset + j] - sigma[offset + j];
+        const auto params = fit_group(residual.data(), g, spec.bits);
+        quantize_group_into(out, row, c, residual.data(), g, params);
+        for (int j = 0; j < g; ++j) error[offset + j] = dequantize_value(out.codes[offset + j], params) - residual[j];
+      }
+  }
+}
+
 double reconstruction_loss(const std::vector<float>& error, const std::vector<float>& hessian, int m, int n) {
   std::vector<float> e_h(static_cast<std::size_t>(m) * n);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, n, 1.0f, error.data(), n, hessian.data(), n, 0.0f,

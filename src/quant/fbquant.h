@@ -9,6 +9,8 @@
 // both O(m·n·r + n²·r): E·H (m·n²) is never formed.
 #include <vector>
 
+#include "quant/group_quant.h"
+
 namespace fbq {
 
 struct BranchGradients {
@@ -19,6 +21,11 @@ struct BranchGradients {
 // `error` = E (m×n), `hessian` = H (n×n, float), `a` (r×n), `b` (m×r), all row-major.
 BranchGradients branch_gradients(const std::vector<float>& error, const std::vector<float>& hessian,
                                  const std::vector<float>& a, const std::vector<float>& b, int m, int n, int r);
+
+// The RTN feedback step in one pass per group: R = W − Σ, Q(R) into `out` (storage reused) and
+// E = Q(R) − R into `error` (resized), without materialising R or Q(R).
+void feedback_quantize_rtn(const std::vector<float>& weights, const std::vector<float>& sigma, int m, int n,
+                           const QuantSpec& spec, QuantizedMatrix& out, std::vector<float>& error);
 
 // tr(E·H·Eᵀ) for an m × n error (O(m·n²): evaluated every few steps only).
 double reconstruction_loss(const std::vector<float>& error, const std::vector<float>& hessian, int m, int n);

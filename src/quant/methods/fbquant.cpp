@@ -153,7 +153,8 @@ class FbquantMethod final : public QuantMethod {
     const double reference = sampled_loss(weights, hessian, m, n, rows);
     const double validation_reference = use_validation ? sampled_loss(weights, validation, m, n, rows) : 1.0;
     Adam adam_a(a.size()), adam_b(b.size());
-    std::vector<float> a16, b16, sigma(weights.size()), residual(weights.size()), error(weights.size()), quantized;
+    std::vector<float> a16, b16, sigma(weights.size()), residual(factor ? weights.size() : 0), error(weights.size()),
+        quantized;
     QuantizedMatrix current;
     struct Best {
       double select_loss = INFINITY, train_loss = 0, validation_loss = 0;
@@ -170,19 +171,20 @@ class FbquantMethod final : public QuantMethod {
       round_to_f16(b16);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, 1.0f, b16.data(), r, a16.data(), n, 0.0f,
                   sigma.data(), n);
-      const std::int64_t size = static_cast<std::int64_t>(residual.size());
-#pragma omp parallel for schedule(static)
-      for (std::int64_t i = 0; i < size; ++i) residual[i] = weights[i] - sigma[i];
       const bool evaluate = t % s.eval_every == 0 || t == s.steps;
-      if (factor && (t % s.gptq_every == 0 || evaluate)) {
-        current = gptq_quantize(residual, m, n, *factor, spec);
-        current.dequantize_into(quantized);
-      } else if (!factor) {  // storage reused: a fresh 16M-weight layer per step costs page faults, not math
-        quantize_rtn_into(residual.data(), m, n, spec, current);
-        current.dequantize_into(quantized);
-      }
+      if (factor) {
+        const std::int64_t size = static_cast<std::int64_t>(residual.size());
 #pragma omp parallel for schedule(static)
-      for (std::int64_t i = 0; i < size; ++i) error[i] = quantized[i] - residual[i];  // E = W_F − W
+        for (std::int64_t i = 0; i < size; ++i) residual[i] = weights[i] - sigma[i];
+        if (t % s.gptq_every == 0 || evaluate) {
+          current = gptq_quantize(residual, m, n, *factor, spec);
+          current.dequantize_into(quantized);
+        }
+#pragma omp parallel for schedule(static)
+        for (std::int64_t i = 0; i < size; ++i) error[i] = quantized[i] - residual[i];  // E = W_F − W
+      } else {  // storage reused: a fresh 16M-weight layer per step costs page faults, not math
+        feedback_quantize_rtn(weights, sigma, m, n, spec, current, error);
+      }
 
       if (evaluate) {
         const double train_loss = sampled_loss(error, hessian, m, n, rows) / reference;
