@@ -210,8 +210,10 @@ class FbquantMethod final : public QuantMethod {
     layer.rank = r;
     layer.lora_a = std::move(best.a);
     layer.lora_b = std::move(best.b);
-    layer.note = fmt::format("inner={} init={} best@{}/{}{}", s.gptq_inner ? "gptq" : "rtn", s.svd_init ? "svd" : "zero",
-                             best.step, s.steps, use_validation ? " (val)" : "");
+    const double bound = max_error_over_half_step(weights, layer);
+    layer.note = fmt::format("inner={} init={} loss {:.5f}→{:.5f} best@{}/{}{} max|W−W_F|/(s/2) {:.3f}",
+                             s.gptq_inner ? "gptq" : "rtn", s.svd_init ? "svd" : "zero", init_train_loss,
+                             best.train_loss, best.step, s.steps, use_validation ? " (val)" : "", bound);
     layer.metrics = {{"loss_init", init_train_loss}, {"loss_best", best.train_loss},
                      {"best_step", best.step},       {"steps", s.steps},
                      {"rank", r}};
@@ -219,7 +221,7 @@ class FbquantMethod final : public QuantMethod {
       layer.metrics.emplace_back("val_loss_init", init_validation_loss);
       layer.metrics.emplace_back("val_loss_best", best.validation_loss);
     }
-    layer.metrics.emplace_back("max_error_over_half_step", max_error_over_half_step(weights, layer));
+    layer.metrics.emplace_back("max_error_over_half_step", bound);
     return layer;
   }
 
