@@ -157,6 +157,17 @@ class QuantizePipeline : public ::testing::Test {
     o.progress = false;
     return o;
   }
+  // The first `windows` windows of `ctx` tokens of moby-test, quietly.
+  static PerplexityOptions scoring(int ctx, int windows) {
+    PerplexityOptions ppl;
+    ppl.ctx = ctx;
+    ppl.max_windows = windows;
+    ppl.progress = false;
+    return ppl;
+  }
+  static std::vector<int> moby_tokens(const Model& model) {
+    return model.tokenizer->encode(read_paragraph_text(test::shared_dir() / "data" / "moby-test.txt"), true);
+  }
   std::filesystem::path model_, calib_;
   test::TempDir tmp_;
 };
@@ -181,15 +192,11 @@ TEST_F(QuantizePipeline, PackedModelPerplexityEqualsDequantizedModel) {
   for (const auto& name : {"config.json", "model.safetensors", "tokenizer.model", "quant_report.json"})
     EXPECT_TRUE(std::filesystem::exists(o.output / name)) << name;
 
-  const auto text_path = test::shared_dir() / "data" / "moby-test.txt";
-  FBQ_REQUIRE_FILE(text_path);
+  FBQ_REQUIRE_FILE(test::shared_dir() / "data" / "moby-test.txt");
   auto packed = load_model(o.output);
   EXPECT_EQ(packed.format, "fbquant-packed");
-  const auto tokens = packed.tokenizer->encode(read_paragraph_text(text_path), true);
-  PerplexityOptions ppl;
-  ppl.ctx = 256;
-  ppl.max_windows = 3;
-  ppl.progress = false;
+  const auto tokens = moby_tokens(packed);
+  const auto ppl = scoring(256, 3);
   const auto packed_ppl = evaluate_perplexity(packed, tokens, ppl).ppl;
   dequantize_in_place(packed);
   const auto dense_ppl = evaluate_perplexity(packed, tokens, ppl).ppl;
@@ -205,14 +212,10 @@ TEST_F(QuantizePipeline, DecodeKernelsGiveTheScalarPerplexity) {
   auto o = options("lqer", 3, "w3-branch");
   o.method_options.rank = 8;
   quantize_model(o);
-  const auto text_path = test::shared_dir() / "data" / "moby-test.txt";
-  FBQ_REQUIRE_FILE(text_path);
+  FBQ_REQUIRE_FILE(test::shared_dir() / "data" / "moby-test.txt");
   const auto packed = load_model(o.output);
-  const auto tokens = packed.tokenizer->encode(read_paragraph_text(text_path), true);
-  PerplexityOptions ppl;
-  ppl.ctx = 64;
-  ppl.max_windows = 2;
-  ppl.progress = false;
+  const auto tokens = moby_tokens(packed);
+  auto ppl = scoring(64, 2);
   const double prefill = evaluate_perplexity(packed, tokens, ppl).ppl;
   ppl.decode = true;
   const auto before = preferred_kernel_isa();
