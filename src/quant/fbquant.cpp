@@ -2,23 +2,25 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
 namespace fbq {
 
 BranchGradients branch_gradients(const std::vector<float>& error, const std::vector<float>& hessian,
                                  const std::vector<float>& a, const std::vector<float>& b, int m, int n, int r) {
   BranchGradients g{std::vector<float>(static_cast<std::size_t>(r) * n), std::vector<float>(static_cast<std::size_t>(m) * r)};
-  // H·Aᵀ (n×r), then ∂L/∂B = 2·E·(H·Aᵀ).
-  std::vector<float> h_at(static_cast<std::size_t>(n) * r);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, n, 1.0f, hessian.data(), n, a.data(), n, 0.0f,
-              h_at.data(), r);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, r, n, 2.0f, error.data(), n, h_at.data(), r, 0.0f,
-              g.grad_b.data(), r);
-  // Bᵀ·E (r×n), then ∂L/∂A = 2·(Bᵀ·E)·H.
-  std::vector<float> bt_e(static_cast<std::size_t>(r) * n);
+  // [A; Bᵀ·E] (2r×n) times H in one GEMM, so H (the largest operand) is streamed once: its top half is
+  // A·H = (H·Aᵀ)ᵀ (H is symmetric), its bottom half (Bᵀ·E)·H = ∂L/∂A / 2.
+  std::vector<float> stacked(2 * static_cast<std::size_t>(r) * n), product(stacked.size());
+  std::copy(a.begin(), a.end(), stacked.begin());
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n, m, 1.0f, b.data(), r, error.data(), n, 0.0f,
-              bt_e.data(), n);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, n, n, 2.0f, bt_e.data(), n, hessian.data(), n, 0.0f,
-              g.grad_a.data(), n);
+              stacked.data() + static_cast<std::size_t>(r) * n, n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2 * r, n, n, 1.0f, stacked.data(), n, hessian.data(), n, 0.0f,
+              product.data(), n);
+  for (std::size_t i = 0; i < g.grad_a.size(); ++i) g.grad_a[i] = 2.0f * product[static_cast<std::size_t>(r) * n + i];
+  // ∂L/∂B = 2·E·(H·Aᵀ) = 2·E·(A·H)ᵀ.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r, n, 2.0f, error.data(), n, product.data(), n, 0.0f,
+              g.grad_b.data(), r);
   return g;
 }
 
