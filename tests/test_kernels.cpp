@@ -72,18 +72,19 @@ Input unaligned_input(int batch, int cols, std::uint64_t seed) {
 std::vector<double> term_magnitudes(const PackedLinear& linear, const float* x, int batch) {
   const int m = linear.out_features(), n = linear.in_features(), r = linear.rank();
   const auto w = unpack(linear.packed()).dequantize();
+  const auto lora_a = linear.lora_a(), lora_b = linear.lora_b();
   std::vector<double> out(static_cast<std::size_t>(batch) * m);
   for (int t = 0; t < batch; ++t) {
     const float* xt = x + static_cast<std::size_t>(t) * n;
     std::vector<double> branch(r);
     for (int k = 0; k < r; ++k)
-      for (int j = 0; j < n; ++j) branch[k] += double(linear.lora_a()[static_cast<std::size_t>(k) * n + j]) * xt[j];
+      for (int j = 0; j < n; ++j) branch[k] += double(lora_a[static_cast<std::size_t>(k) * n + j]) * xt[j];
     for (int i = 0; i < m; ++i) {
       double sum = 0.0;
       for (int j = 0; j < n; ++j)
         sum += std::fabs(double(w[static_cast<std::size_t>(i) * n + j]) * xt[j] /
                          (linear.input_scale().empty() ? 1.0 : linear.input_scale()[j]));
-      for (int k = 0; k < r; ++k) sum += std::fabs(linear.lora_b()[static_cast<std::size_t>(i) * r + k] * branch[k]);
+      for (int k = 0; k < r; ++k) sum += std::fabs(lora_b[static_cast<std::size_t>(i) * r + k] * branch[k]);
       out[static_cast<std::size_t>(t) * m + i] = sum;
     }
   }

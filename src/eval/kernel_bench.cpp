@@ -12,17 +12,19 @@
 #include "kernels/gemv_dense.h"
 #include "kernels/gemv_packed.h"
 #include "pack/packed_linear.h"
+#include "quant/method.h"
 
 namespace fbq {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Best mean seconds per call over three repeats of ~`budget` seconds of calls; `call(i)` should touch copy i.
+// Best mean seconds per call over five repeats of ~`budget` seconds of calls (this VM's timings wander by
+// ±30% between repeats); `call(i)` should touch copy i.
 double seconds_per_call(const std::function<void(int)>& call, double budget) {
   call(0);  // warm-up: page faults, thread pool start
   double best = 1e30;
-  for (int repeat = 0; repeat < 3; ++repeat) {
+  for (int repeat = 0; repeat < 5; ++repeat) {
     int calls = 0;
     const auto start = Clock::now();
     double elapsed = 0;
@@ -100,13 +102,19 @@ struct Bench {
   void packed(int m, int n, int bits, int rank, int batch, const std::vector<float>& x, std::vector<float>& y) const {
     const auto base = random_packed(m, n, bits, options.group_size);
     const double weight_bytes =
-        4.0 * (base.codes.size() + base.zeros.size()) + 2.0 * base.scales.size() + 4.0 * rank * (m + n);
+        4.0 * (base.codes.size() + base.zeros.size()) + 2.0 * base.scales.size() + 2.0 * rank * (m + n);
     const int copies = copies_for(weight_bytes, options.footprint);
     std::deque<PackedLinear> fused, plain;  // deque: PackedLinear stays put
+    std::vector<std::vector<float>> lora_a, lora_b;  // the unfused passes' f32 BLAS operands
     for (int i = 0; i < copies; ++i) {
-      fused.emplace_back(base, std::vector<float>{}, rank, small_values(std::size_t(rank) * n),
-                         small_values(std::size_t(m) * rank));
-      if (rank > 0) plain.emplace_back(base, std::vector<float>{}, 0, std::vector<float>{}, std::vector<float>{});
+      auto a = small_values(std::size_t(rank) * n), b = small_values(std::size_t(m) * rank);
+      round_to_f16(a);
+      round_to_f16(b);
+      fused.emplace_back(base, std::vector<float>{}, rank, a, b);
+      if (rank == 0) continue;
+      plain.emplace_back(base, std::vector<float>{}, 0, std::vector<float>{}, std::vector<float>{});
+      lora_a.push_back(std::move(a));
+      lora_b.push_back(std::move(b));
     }
     const KernelIsa isa = kernel_isa_supported(KernelIsa::avx512) ? KernelIsa::avx512
                           : kernel_isa_supported(KernelIsa::avx2) ? KernelIsa::avx2
@@ -117,17 +125,16 @@ struct Bench {
     emit(c, seconds_per_call([&](int i) { gemv_packed(fused[i % copies].kernel_view(), x.data(), batch, y.data()); },
                              options.seconds_per_case));
     if (rank == 0) return;
-    // Unfused: the kernel without branch, then T = X·Aᵀ and Y += T·Bᵀ as two more BLAS passes (the second one
-    // re-reads and re-writes Y).
+    // Unfused: the kernel without branch, then T = X·Aᵀ and Y += T·Bᵀ as two more BLAS passes over f32 copies of
+    // A and B (BLAS has no f16 GEMV; the second pass re-reads and re-writes Y).
     std::vector<float> t(std::size_t(batch) * rank);
     c.fused = false;
     emit(c, seconds_per_call([&](int i) {
-           const auto& f = fused[i % copies];
            gemv_packed(plain[i % copies].kernel_view(), x.data(), batch, y.data());
-           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rank, n, 1.0f, x.data(), n, f.lora_a().data(), n,
-                       0.0f, t.data(), rank);
-           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, m, rank, 1.0f, t.data(), rank, f.lora_b().data(),
-                       rank, 1.0f, y.data(), m);
+           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, rank, n, 1.0f, x.data(), n,
+                       lora_a[i % copies].data(), n, 0.0f, t.data(), rank);
+           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, m, rank, 1.0f, t.data(), rank,
+                       lora_b[i % copies].data(), rank, 1.0f, y.data(), m);
          }, options.seconds_per_case));
   }
 };

@@ -32,15 +32,15 @@ struct RowArgs {
 int nibble_span(KernelIsa isa, int bits);
 
 using RowsFn = void (*)(const RowArgs& args, int first_row, int end_row);
-using DotFn = float (*)(const float* a, const float* b, int n);
+using DotFn = float (*)(const std::uint16_t* a_half, const float* x, int n);  // Σ a_j·x_j, a in float16
 
 // Row kernel for `bits` ∈ {2, 3, 4, 8} and `batch` ∈ 1..kKernelMaxBatch (the scalar one ignores both).
 RowsFn rows_scalar(int bits, int batch);
 RowsFn rows_avx2(int bits, int batch);
 RowsFn rows_avx512(int bits, int batch);
-float dot_scalar(const float* a, const float* b, int n);
-float dot_avx2(const float* a, const float* b, int n);
-float dot_avx512(const float* a, const float* b, int n);
+float dot_scalar(const std::uint16_t* a_half, const float* x, int n);
+float dot_avx2(const std::uint16_t* a_half, const float* x, int n);
+float dot_avx512(const std::uint16_t* a_half, const float* x, int n);
 
 // The row kernel for runtime `bits` and `batch`, from a kernel family given as a captureless lambda
 // `[]<int Bits, int Batch>() -> RowsFn { return my_kernel<Bits, Batch>; }` (each ISA file passes its own).

@@ -20,8 +20,9 @@ void scalar_rows(const RowArgs& a, int first_row, int end_row) {
   const PackedKernelView& w = *a.w;
   const int n = w.cols, m = w.rows, r = w.rank, bits = w.bits, g = w.group_size, groups = n / g;
   const std::uint32_t mask = (1u << bits) - 1u;
-  std::vector<float> row(n);
+  std::vector<float> row(n), b_row(r);
   for (int i = first_row; i < end_row; ++i) {
+    for (int k = 0; k < r; ++k) b_row[k] = half_to_float(w.lora_b[static_cast<std::size_t>(i) * r + k]);
     const std::uint32_t* words = w.codes + static_cast<std::size_t>(i) * w.code_words_per_row;
     std::uint64_t buffer = 0;
     int available = 0;
@@ -43,7 +44,7 @@ void scalar_rows(const RowArgs& a, int first_row, int end_row) {
       const float* x = a.x + static_cast<std::size_t>(t) * n;
       float sum = 0.0f;
       for (int j = 0; j < n; ++j) sum += row[j] * x[j];
-      for (int k = 0; k < r; ++k) sum += w.lora_b[static_cast<std::size_t>(i) * r + k] * a.branch[t * r + k];
+      for (int k = 0; k < r; ++k) sum += b_row[k] * a.branch[t * r + k];
       a.y[static_cast<std::size_t>(t) * m + i] = sum;
     }
   }
@@ -53,9 +54,13 @@ void scalar_rows(const RowArgs& a, int first_row, int end_row) {
 
 RowsFn rows_scalar(int, int) { return scalar_rows; }
 
-float dot_scalar(const float* a, const float* b, int n) {
+// Widens first and then sums exactly like PackedLinear::forward_reference, so both compile to the same
+// arithmetic (the compiler contracts `sum += a·x` into FMAs depending on the loop's shape).
+float dot_scalar(const std::uint16_t* a_half, const float* x, int n) {
+  std::vector<float> a(n);
+  for (int j = 0; j < n; ++j) a[j] = half_to_float(a_half[j]);
   float sum = 0.0f;
-  for (int j = 0; j < n; ++j) sum += a[j] * b[j];
+  for (int j = 0; j < n; ++j) sum += a[j] * x[j];
   return sum;
 }
 

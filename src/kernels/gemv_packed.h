@@ -22,8 +22,8 @@ struct PackedKernelView {
   const std::uint16_t* scales = nullptr;  // rows × groups, float16 bits
   const float* input_scale = nullptr;     // n divisors, or null
   int rank = 0;
-  const float* lora_a = nullptr;  // r × n
-  const float* lora_b = nullptr;  // m × r
+  const std::uint16_t* lora_a = nullptr;  // r × n, float16 bits
+  const std::uint16_t* lora_b = nullptr;  // m × r, float16 bits
 };
 
 // Whether this CPU runs `isa` (scalar and best: always).

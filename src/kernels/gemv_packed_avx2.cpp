@@ -5,6 +5,8 @@
 // yields the columns in nibble order.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/gemv_internal.h"
 
 #define FBQ_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -25,6 +27,10 @@ FBQ_AVX2 inline __m256i decode8(const std::uint32_t* block, int k, __m256i shift
     const auto piece = static_cast<int>(block_bits(block, 8 * Bits * k, 8 * Bits));
     return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(piece), shifts), mask);
   }
+}
+
+FBQ_AVX2 inline __m256 load_half8(const std::uint16_t* halves) {  // 8 float16 → float32
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(halves)));
 }
 
 FBQ_AVX2 inline float hsum(__m256 v) {
@@ -67,16 +73,17 @@ FBQ_AVX2 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
         }
       }
     }
-    const float* b_row = w.lora_b + static_cast<std::size_t>(row) * r;
+    const std::uint16_t* b_row = w.lora_b + static_cast<std::size_t>(row) * r;
     for (int t = 0; t < T; ++t) {
       __m256 sum = acc[t][0];
       for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[t][u]);
       const float* branch = a.branch + t * r;  // fused branch: B[row,:]·t joins the row's sum before the store
       int k = 0;
-      for (; k + 8 <= r; k += 8) sum = _mm256_fmadd_ps(_mm256_loadu_ps(b_row + k), _mm256_loadu_ps(branch + k), sum);
+      for (; k + 8 <= r; k += 8) sum = _mm256_fmadd_ps(load_half8(b_row + k), _mm256_loadu_ps(branch + k), sum);
       if (k < r) {
-        const __m256i tail = tail_mask(r - k);
-        sum = _mm256_fmadd_ps(_mm256_maskload_ps(b_row + k, tail), _mm256_maskload_ps(branch + k, tail), sum);
+        alignas(16) std::uint16_t rest[8] = {};
+        std::copy(b_row + k, b_row + r, rest);
+        sum = _mm256_fmadd_ps(load_half8(rest), _mm256_maskload_ps(branch + k, tail_mask(r - k)), sum);
       }
       a.y[static_cast<std::size_t>(t) * m + row] = hsum(sum);
     }
@@ -89,15 +96,15 @@ RowsFn rows_avx2(int bits, int batch) {
   return select_rows(bits, batch, []<int Bits, int T>() -> RowsFn { return rows_kernel<Bits, T>; });
 }
 
-FBQ_AVX2 float dot_avx2(const float* a, const float* b, int n) {
+FBQ_AVX2 float dot_avx2(const std::uint16_t* a_half, const float* x, int n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
+    s0 = _mm256_fmadd_ps(load_half8(a_half + j), _mm256_loadu_ps(x + j), s0);
+    s1 = _mm256_fmadd_ps(load_half8(a_half + j + 8), _mm256_loadu_ps(x + j + 8), s1);
   }
   float sum = hsum(_mm256_add_ps(s0, s1));
-  for (; j < n; ++j) sum += a[j] * b[j];
+  for (; j < n; ++j) sum += _cvtsh_ss(a_half[j]) * x[j];
   return sum;
 }
 

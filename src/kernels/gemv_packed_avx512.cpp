@@ -10,6 +10,10 @@
 namespace fbq::kernels {
 namespace {
 
+FBQ_AVX512 inline __m512 load_half16(const std::uint16_t* halves) {  // 16 float16 → float32
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
+}
+
 // Shuffle control and shifts that cut codes 16h … 16h+15 out of a block broadcast to every 128-bit lane.
 template <int Bits>
 struct Unpacker {
@@ -101,16 +105,17 @@ FBQ_AVX512 void rows_kernel(const RowArgs& a, int first_row, int end_row) {
         }
       }
     }
-    const float* b_row = w.lora_b + static_cast<std::size_t>(row) * r;
+    const std::uint16_t* b_row = w.lora_b + static_cast<std::size_t>(row) * r;
     for (int t = 0; t < T; ++t) {
       __m512 sum = acc[t][0];
       for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[t][u]);
       const float* branch = a.branch + t * r;  // fused branch: B[row,:]·t joins the row's sum before the store
       int k = 0;
-      for (; k + 16 <= r; k += 16) sum = _mm512_fmadd_ps(_mm512_loadu_ps(b_row + k), _mm512_loadu_ps(branch + k), sum);
+      for (; k + 16 <= r; k += 16) sum = _mm512_fmadd_ps(load_half16(b_row + k), _mm512_loadu_ps(branch + k), sum);
       if (k < r) {
         const __mmask16 tail = static_cast<__mmask16>((1u << (r - k)) - 1u);
-        sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, b_row + k), _mm512_maskz_loadu_ps(tail, branch + k), sum);
+        sum = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail, b_row + k)),
+                              _mm512_maskz_loadu_ps(tail, branch + k), sum);
       }
       a.y[static_cast<std::size_t>(t) * m + row] = _mm512_reduce_add_ps(sum);
     }
@@ -123,15 +128,15 @@ RowsFn rows_avx512(int bits, int batch) {
   return select_rows(bits, batch, []<int Bits, int T>() -> RowsFn { return rows_kernel<Bits, T>; });
 }
 
-FBQ_AVX512 float dot_avx512(const float* a, const float* b, int n) {
+FBQ_AVX512 float dot_avx512(const std::uint16_t* a_half, const float* x, int n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int j = 0;
   for (; j + 32 <= n; j += 32) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(b + j), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), _mm512_loadu_ps(b + j + 16), s1);
+    s0 = _mm512_fmadd_ps(load_half16(a_half + j), _mm512_loadu_ps(x + j), s0);
+    s1 = _mm512_fmadd_ps(load_half16(a_half + j + 16), _mm512_loadu_ps(x + j + 16), s1);
   }
   float sum = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-  for (; j < n; ++j) sum += a[j] * b[j];
+  for (; j < n; ++j) sum += _cvtsh_ss(a_half[j]) * x[j];
   return sum;
 }
 

@@ -81,8 +81,11 @@ PackedLinear::PackedLinear(PackedWeights weights, std::vector<float> input_scale
       weights_(std::move(weights)),
       input_scale_(std::move(input_scale)),
       rank_(rank),
-      lora_a_(std::move(lora_a)),
-      lora_b_(std::move(lora_b)) {
+      lora_a_(lora_a.size()),
+      lora_b_(lora_b.size()) {
+  // Branch factors are f16 values (QuantizedLayer, the file), so narrowing them is exact.
+  std::transform(lora_a.begin(), lora_a.end(), lora_a_.begin(), float_to_half);
+  std::transform(lora_b.begin(), lora_b.end(), lora_b_.begin(), float_to_half);
   weights_.validate();
   const std::size_t m = weights_.rows, n = weights_.cols;
   if (!input_scale_.empty() && input_scale_.size() != n)
@@ -93,6 +96,17 @@ PackedLinear::PackedLinear(PackedWeights weights, std::vector<float> input_scale
   scale_values_.resize(weights_.scales.size());
   std::transform(weights_.scales.begin(), weights_.scales.end(), scale_values_.begin(), half_to_float);
 }
+
+namespace {
+std::vector<float> widen(const std::vector<std::uint16_t>& halves) {
+  std::vector<float> out(halves.size());
+  std::transform(halves.begin(), halves.end(), out.begin(), half_to_float);
+  return out;
+}
+}  // namespace
+
+std::vector<float> PackedLinear::lora_a() const { return widen(lora_a_); }
+std::vector<float> PackedLinear::lora_b() const { return widen(lora_b_); }
 
 PackedLinear PackedLinear::from_layer(const QuantizedLayer& layer) {
   return PackedLinear(pack(layer.weights), layer.input_scale, layer.rank, layer.lora_a, layer.lora_b);
@@ -154,11 +168,12 @@ void PackedLinear::dequantize_rows(int first_row, int count, float* out) const {
 void PackedLinear::forward_reference(const float* x, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
   std::vector<float> scaled(x, x + n), branch(rank_);
+  const auto a = lora_a(), b = lora_b();
   if (!input_scale_.empty())
     for (int j = 0; j < n; ++j) scaled[j] /= input_scale_[j];
   for (int k = 0; k < rank_; ++k) {  // t = A·x first, so each row adds B[row,:]·t before its store
     float sum = 0.0f;
-    for (int j = 0; j < n; ++j) sum += lora_a_[static_cast<std::size_t>(k) * n + j] * x[j];
+    for (int j = 0; j < n; ++j) sum += a[static_cast<std::size_t>(k) * n + j] * x[j];
     branch[k] = sum;
   }
   constexpr int kChunk = 16;
@@ -173,7 +188,7 @@ void PackedLinear::forward_reference(const float* x, float* y) const {
         const float* row = &rows[static_cast<std::size_t>(i) * n];
         float sum = 0.0f;
         for (int j = 0; j < n; ++j) sum += row[j] * scaled[j];
-        for (int k = 0; k < rank_; ++k) sum += lora_b_[static_cast<std::size_t>(first + i) * rank_ + k] * branch[k];
+        for (int k = 0; k < rank_; ++k) sum += b[static_cast<std::size_t>(first + i) * rank_ + k] * branch[k];
         y[first + i] = sum;
       }
     }
@@ -217,11 +232,12 @@ void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
                 0.0f, y + r, m);
   }
   if (rank_ > 0) {  // branch as two thin GEMMs: T = X·Aᵀ (tokens × r), Y += T·Bᵀ
+    const auto a = lora_a(), b = lora_b();
     std::vector<float> branch(static_cast<std::size_t>(n_tokens) * rank_);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, rank_, n, 1.0f, x, n, lora_a_.data(), n, 0.0f,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, rank_, n, 1.0f, x, n, a.data(), n, 0.0f,
                 branch.data(), rank_);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, m, rank_, 1.0f, branch.data(), rank_,
-                lora_b_.data(), rank_, 1.0f, y, m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tokens, m, rank_, 1.0f, branch.data(), rank_, b.data(),
+                rank_, 1.0f, y, m);
   }
 }
 

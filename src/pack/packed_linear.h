@@ -52,8 +52,8 @@ class PackedLinear final : public Linear {
   const PackedWeights& packed() const { return weights_; }
   const std::vector<float>& input_scale() const { return input_scale_; }
   int rank() const { return rank_; }
-  const std::vector<float>& lora_a() const { return lora_a_; }
-  const std::vector<float>& lora_b() const { return lora_b_; }
+  std::vector<float> lora_a() const;  // widened from the f16 values held
+  std::vector<float> lora_b() const;
   double bits_per_weight() const;  // codes + scales + zeros + branch (+ input scales), per weight
 
  private:
@@ -63,7 +63,8 @@ class PackedLinear final : public Linear {
   std::vector<float> scale_values_;  // float copies of the f16 scales
   std::vector<float> input_scale_;   // empty = none
   int rank_ = 0;
-  std::vector<float> lora_a_, lora_b_;  // r×n, m×r
+  // r×n and m×r as f16 bits, as in the file: half the bytes the decode kernel streams per token.
+  std::vector<std::uint16_t> lora_a_, lora_b_;
 };
 
 }  // namespace fbq
