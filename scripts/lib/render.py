@@ -123,7 +123,7 @@ def fbquant_budgets(rows):
 def kernels(rows):
     bw = rows[0]["bandwidth_gbps"]
     out = ["## Decode kernels: GB/s against the memory roofline", "", generated_by("kernels"), "",
-           f'`fbq bench kernels --json`, {rows[0]["threads"]} threads, measured read bandwidth {bw:.1f} GB/s (sum over 1 GiB). '
+           f'`fbq bench kernels --json`, {rows[0]["threads"]} threads, measured read bandwidth {bw:.1f} GB/s (8 interleaved streams per thread summed over 1 GiB). '
            "Each case rotates copies of its weights over ≥ 512 MiB so they come from DRAM; time is the best of five "
            "means. GB/s counts the bytes one call must read: codes, zero points, f16 scales and the f16 branch "
            "(A, B; the unfused baseline runs its two extra passes through OpenBLAS on f32 copies of them); dense rows read W as f32 (OpenBLAS sgemv/sgemm) or bf16 (our AVX-512 GEMV).", "",

@@ -33,7 +33,7 @@ struct KernelBenchCase {
   double gbps = 0, fraction_of_bandwidth = 0;
 };
 
-// GB/s of a multi-threaded sum over 1 GiB (best of a few passes).
+// GB/s of a multi-threaded sum over 1 GiB, several streams per thread (best of a few passes).
 double measure_read_bandwidth();
 
 // Calls `report` after each case, in order: per shape, dense baselines, then bits × rank × batch (× fused).
