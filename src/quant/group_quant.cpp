@@ -42,25 +42,16 @@ void quantize_group_into(QuantizedMatrix& out, int row, int col, const float* va
   out.params[static_cast<std::size_t>(row) * out.groups_per_row() + col / out.spec.group_size] = params;
 }
 
-void quantize_rtn_into(const float* weights, int rows, int cols, const QuantSpec& spec, QuantizedMatrix& out,
-                       float clip) {
+QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip) {
   spec.validate(cols);
-  out.rows = rows;
-  out.cols = cols;
-  out.spec = spec;
-  out.codes.resize(static_cast<std::size_t>(rows) * cols);
-  out.params.resize(static_cast<std::size_t>(rows) * (cols / spec.group_size));
+  QuantizedMatrix out{rows, cols, spec, std::vector<std::uint8_t>(static_cast<std::size_t>(rows) * cols),
+                      std::vector<GroupParams>(static_cast<std::size_t>(rows) * (cols / spec.group_size))};
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; c += spec.group_size) {
       const float* group = weights + static_cast<std::size_t>(r) * cols + c;
       quantize_group_into(out, r, c, group, spec.group_size, fit_group(group, spec.group_size, spec.bits, clip));
     }
-}
-
-QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip) {
-  QuantizedMatrix out;
-  quantize_rtn_into(weights, rows, cols, spec, out, clip);
   return out;
 }
 

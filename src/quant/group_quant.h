@@ -52,9 +52,6 @@ struct QuantizedMatrix {
 
 // Round-to-nearest of a row-major rows × cols matrix, group by group (min/max, or shrunk by `clip`).
 QuantizedMatrix quantize_rtn(const float* weights, int rows, int cols, const QuantSpec& spec, float clip = 1.0f);
-// The same into `out`, reusing its storage (FBQuant re-quantizes a whole layer every step).
-void quantize_rtn_into(const float* weights, int rows, int cols, const QuantSpec& spec, QuantizedMatrix& out,
-                       float clip = 1.0f);
 
 // RTN where each group's range is shrunk by the clip ratio (1.00, 0.95, …, 0.50) that minimises that group's
 // error Σ_j e_j²·w_j, with w_j = column_weights[j] (a diagonal of H: it keeps the groups independent).
