@@ -47,11 +47,12 @@ struct ModelArgs {
 };
 
 void run_perplexity(const ModelArgs& model_args, const std::string& text_path, const fbq::PerplexityOptions& options,
-                    bool as_json) {
+                    const std::string& nll_out, bool as_json) {
   const auto model = model_args.load();
   const auto text = fbq::read_paragraph_text(text_path);
   const auto tokens = model.tokenizer->encode(text, /*add_bos=*/true);
   const auto result = fbq::evaluate_perplexity(model, tokens, options);
+  if (!nll_out.empty()) fbq::write_token_nll(nll_out, result.token_nll);
   if (as_json) {
     const nlohmann::json out = {{"model", model_args.path}, {"text", text_path},  {"ctx", options.ctx}, {"decode", options.decode},
                                 {"ppl", result.ppl},         {"ppl_stderr", result.ppl_stderr},
@@ -108,11 +109,14 @@ void run_inspect(const ModelArgs& model_args) {
 
 void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
   const auto summary = fbq::quantize_model(options);
-  fmt::print(stderr, "\n{:<34} {:>11} {:>10} {:>10} {:>7} {:>7}  {}\n", "linear", "shape", "H-error", "RTN", "bpw",
-             "sec", "note");
+  // --float-target / --report-float-error add a column: the output error against the float model.
+  const bool float_column = options.tracks_float_model();
+  fmt::print(stderr, "\n{:<34} {:>11} {:>10} {:>10}{} {:>7} {:>7}  {}\n", "linear", "shape", "H-error", "RTN",
+             float_column ? fmt::format(" {:>10}", "vs float") : "", "bpw", "sec", "note");
   for (const auto& r : summary.linears)
-    fmt::print(stderr, "{:<34} {:>11} {:>10.6f} {:>10.6f} {:>7.3f} {:>7.3f}  {}\n", r.name,
-               fmt::format("{}x{}", r.out_features, r.in_features), r.error, r.error_rtn, r.bits_per_weight, r.seconds,
+    fmt::print(stderr, "{:<34} {:>11} {:>10.6f} {:>10.6f}{} {:>7.3f} {:>7.3f}  {}\n", r.name,
+               fmt::format("{}x{}", r.out_features, r.in_features), r.error, r.error_rtn,
+               float_column ? fmt::format(" {:>10.6f}", r.error_float.value_or(0.0)) : "", r.bits_per_weight, r.seconds,
                r.note);
   if (as_json) {
     const nlohmann::json out = {{"output", options.output.string()}, {"method", options.method},
@@ -224,6 +228,7 @@ int main(int argc, char** argv) {
   ModelArgs ppl_model;
   std::string ppl_text;
   fbq::PerplexityOptions ppl_options;
+  std::string ppl_nll_out;
   bool ppl_json = false;
   auto* perplexity = app.add_subcommand("perplexity", "perplexity of a text file (DESIGN §5 protocol)");
   ppl_model.add_to(*perplexity);
@@ -233,6 +238,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   perplexity->add_flag("--decode", ppl_options.decode,
                        "feed each window one token at a time through the KV cache (exercises the decode kernels)");
+  perplexity->add_option("--nll-out", ppl_nll_out,
+                         "write each scored token's NLL (little-endian float32, in scoring order) to FILE, for "
+                         "paired comparisons of two models on the same text");
   perplexity->add_flag("--json", ppl_json, "print one JSON object instead of text");
 
   ModelArgs gen_model;
@@ -285,6 +293,11 @@ int main(int argc, char** argv) {
   quantize->add_option("--nsamples", quant.nsamples, "calibration windows")->capture_default_str();
   quantize->add_option("--seqlen", quant.seqlen, "tokens per calibration window")->capture_default_str();
   quantize->add_option("--seed", quant.seed, "seed for window sampling and methods")->capture_default_str();
+  quantize->add_flag("--float-target", quant.float_target,
+                     "aim each linear at the float model's output (asymmetric calibration: the float model's "
+                     "activations run beside the quantized ones)");
+  quantize->add_flag("--report-float-error", quant.report_float_error,
+                     "report each linear's output error against the float model (runs its activations beside)");
   quantize->add_option("--damp", quant.method_options.damp, "GPTQ damping (fraction of mean diag H)")->capture_default_str();
   quantize->add_option("--block-size", quant.method_options.block_size, "GPTQ lazy-batch block size")->capture_default_str();
   quantize->add_flag("--act-order", quant.method_options.act_order, "GPTQ: quantize columns by decreasing diag(H)");
@@ -349,7 +362,7 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
     }
-    if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_json);
+    if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
     if (*method_bench) {

@@ -4,19 +4,23 @@
 #            the generalisation checks (kept-iterate selection, 0 steps, 4× the calibration data; both texts).
 #   budgets: W3/W2/W4 g128, FBQuant and LQER with 0.25/0.5/1-bit branches beside RTN/GPTQ/AWQ g128 and the
 #            group sizes that cost about the same bits without a branch (g64, g32); rtn inside at W3/W2 only.
+#            One section per bit width (budgets-w3, budgets-w2, budgets-w4 run one of them; budgets runs all).
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
-# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets]   (default: both; ~2.5 h on 2 cores)
+# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4]
+#   (default: tuning and budgets; ~2.5 h on 2 cores)
 #   --quick: 8+4 calibration windows and 20 PPL windows (smoke run); --resume: keep rows already measured.
 resume=0 quick=0 parts=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --resume) resume=1 ;;
-    tuning|budgets) parts+=("$arg") ;;
-    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets]" >&2; exit 2 ;;
+    tuning) parts+=(tuning) ;;
+    budgets) parts+=(budgets-w3 budgets-w2 budgets-w4) ;;
+    budgets-w[234]) parts+=("$arg") ;;
+    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4]" >&2; exit 2 ;;
   esac
 done
-((${#parts[@]})) || parts=(tuning budgets)
+((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4)
 if ((quick)); then export NSAMPLES=8 VAL=4 WINDOWS=20; else export NSAMPLES=64 VAL=32 WINDOWS=0; fi
 source "$(dirname "$0")/lib/results.sh"
 fb=(--method fbquant)
@@ -51,19 +55,18 @@ for part in "${parts[@]}"; do
     done
     render fbquant-tuning
   else
-    for bits in 3 2 4; do
-      row budgets "RTN" $bits 128 "sotu moby" --method rtn
-      row budgets "GPTQ" $bits 128 "sotu moby" --method gptq
-      row budgets "AWQ (+ clip)" $bits 128 "sotu moby" --method awq --clip-search
-      row budgets "GPTQ g64" $bits 64 "sotu moby" --method gptq
-      row budgets "AWQ g64 (+ clip)" $bits 64 "sotu moby" --method awq --clip-search
-      row budgets "GPTQ g32" $bits 32 "sotu moby" --method gptq
-      for x in 0.25 0.5 1; do
-        row budgets "LQER, $x-bit branch" $bits 128 "sotu moby" --method lqer --branch-bits $x
-        row budgets "FBQuant gptq inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=gptq -O steps=300
-        [ $bits = 4 ] || row budgets "FBQuant rtn inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=rtn -O steps=300
-      done
-      render fbquant-budgets  # after each bit width, so a stopped run still leaves its finished rows
+    bits=${part#budgets-w}
+    row budgets "RTN" $bits 128 "sotu moby" --method rtn
+    row budgets "GPTQ" $bits 128 "sotu moby" --method gptq
+    row budgets "AWQ (+ clip)" $bits 128 "sotu moby" --method awq --clip-search
+    row budgets "GPTQ g64" $bits 64 "sotu moby" --method gptq
+    row budgets "AWQ g64 (+ clip)" $bits 64 "sotu moby" --method awq --clip-search
+    row budgets "GPTQ g32" $bits 32 "sotu moby" --method gptq
+    for x in 0.25 0.5 1; do
+      row budgets "LQER, $x-bit branch" $bits 128 "sotu moby" --method lqer --branch-bits $x
+      row budgets "FBQuant gptq inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=gptq -O steps=300
+      [ $bits = 4 ] || row budgets "FBQuant rtn inside, $x-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits $x -O inner=rtn -O steps=300
     done
+    render "fbquant-$part"
   fi
 done

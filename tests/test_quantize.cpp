@@ -227,6 +227,34 @@ TEST_F(QuantizePipeline, DecodeKernelsGiveTheScalarPerplexity) {
   EXPECT_NEAR(prefill / scalar, 1.0, 1e-4) << "prefill " << prefill << " vs decode " << scalar;
 }
 
+// --float-target: the float model's stream runs beside the quantized one. Layer 0 sees the same input in both
+// (no drift yet), so its output error against the float model is its H-error; deeper layers, aimed at the float
+// model, end closer to it than the same method aimed at the drifted input. Only reporting the float error
+// (--report-float-error) changes nothing in the model.
+TEST_F(QuantizePipeline, FloatTargetAimsAtTheFloatModel) {
+  auto plain = options("gptq", 3, "plain"), aimed = options("gptq", 3, "aimed");
+  const auto untracked = options("gptq", 3, "untracked");
+  plain.report_float_error = true;
+  aimed.float_target = true;
+  const auto mean_float_error = [](const QuantizeSummary& summary) {
+    double total = 0.0;
+    for (std::size_t i = 7; i < summary.linears.size(); ++i) total += *summary.linears[i].error_float;
+    return total / static_cast<double>(summary.linears.size() - 7);
+  };
+  const auto plain_summary = quantize_model(plain), aimed_summary = quantize_model(aimed);
+  for (const auto* summary : {&plain_summary, &aimed_summary})
+    for (std::size_t i = 0; i < 7; ++i) {
+      const auto& r = summary->linears[i];
+      ASSERT_TRUE(r.error_float);
+      EXPECT_NEAR(*r.error_float, r.error, 1e-9 * r.error) << r.name;
+    }
+  EXPECT_LT(mean_float_error(aimed_summary), 0.97 * mean_float_error(plain_summary));
+  EXPECT_NE(test::read_file(plain.output / "model.safetensors"), test::read_file(aimed.output / "model.safetensors"));
+  quantize_model(untracked);
+  EXPECT_EQ(test::read_file(plain.output / "model.safetensors"), test::read_file(untracked.output / "model.safetensors"));
+  EXPECT_GT(mean_float_error(plain_summary), 0.0);
+}
+
 TEST_F(QuantizePipeline, SameSeedGivesByteIdenticalOutput) {
   const auto a = options("gptq", 3, "a"), b = options("gptq", 3, "b");
   quantize_model(a);

@@ -5,15 +5,18 @@
   render.py section NAME RESULTS.jsonl DOC  rewrite section NAME of DOC (between its BEGIN/END markers,
                                             appended when absent) from the rows in RESULTS.jsonl
 """
+import array
 import datetime
 import json
+import math
 import os
 import platform
 import re
 import sys
 
 SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_study.sh tuning",
-           "fbquant-budgets": "scripts/fbquant_study.sh budgets", "kernels": "scripts/bench.sh",
+           **{f"fbquant-budgets-w{b}": f"scripts/fbquant_study.sh budgets-w{b}" for b in (3, 2, 4)},
+           "kernels": "scripts/bench.sh",
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
 
 
@@ -39,6 +42,37 @@ def generated_by(name):
 def ppl(row, text):
     r = row.get(text)
     return f'{r["ppl"]:.2f} ± {r["ppl_stderr"]:.2f}' if r else "–"
+
+
+def token_nll(row, text):
+    path = f'build/results/nll/{row["key"]}-{text}.f32'
+    if not row.get(text) or not os.path.exists(path):
+        return None
+    values = array.array("f")
+    with open(path, "rb") as f:
+        values.frombytes(f.read())
+    return values
+
+
+def paired(row, base, text):
+    """PPL(row) − PPL(base) on the same tokens, ± a standard error that treats windows (not tokens) as the
+    independent units: the per-window mean NLL differences are what vary from sample to sample."""
+    if base is None or row is base:
+        return "–"
+    a, b = token_nll(row, text), token_nll(base, text)
+    windows = row[text]["windows"]
+    if a is None or b is None or len(a) != len(b) or len(a) % windows:
+        return "–"
+    per = len(a) // windows
+    diffs = [sum(a[i] - b[i] for i in range(w * per, (w + 1) * per)) / per for w in range(windows)]
+    mean = sum(diffs) / windows
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (windows - 1))
+    base_ppl = base[text]["ppl"]
+    return f"{base_ppl * math.expm1(mean):+.2f} ± {base_ppl * math.exp(mean) * sd / math.sqrt(windows):.2f}"
+
+
+PAIRED_NOTE = ("Δ vs {}: the PPL difference on the same tokens, ± its standard error over windows (paired: far "
+               "tighter than the ± of each PPL, which is mostly the spread of the text itself).")
 
 
 def fmt(value, spec, missing="–"):
@@ -104,20 +138,24 @@ def fbquant_tuning(rows):
     return out
 
 
-def fbquant_budgets(rows):
-    out = ["## FBQuant at branch budgets, beside the baselines (g128 unless stated)", "", generated_by("fbquant-budgets"),
-           "", calibration_line(rows),
-           H_NOTE + " A branch of X bits sizes each layer's rank to r = ⌊X·m·n / (16·(m+n))⌋; rows without a branch "
-           "at g64/g32 cost about what a 0.25/0.5-bit branch does. FBQuant: 300 Adam steps, lr 3e-3, svd init.", ""]
-    for bits in sorted({r["bits"] for r in rows}, reverse=True):
-        out += [f"### W{bits}", "", "| method | group | bits/weight | H-error (train) | H-error (held-out) | sotu-test PPL | "
-                "moby-test PPL | quantize s |", "|---|---|---|---|---|---|---|---|"]
-        for r in sorted((r for r in rows if r["bits"] == bits), key=lambda r: r["quant"]["bits_per_weight"]):
+def fbquant_budgets(bits):
+    def render(rows):
+        name = f"fbquant-budgets-w{bits}"
+        out = [f"## FBQuant at branch budgets, beside the baselines: W{bits} (g128 unless stated)", "",
+               generated_by(name), "", calibration_line(rows),
+               H_NOTE + " A branch of X bits sizes each layer's rank to r = ⌊X·m·n / (16·(m+n))⌋; rows without a "
+               "branch at g64/g32 cost about what a 0.25/0.5-bit branch does. FBQuant: 300 Adam steps, lr 3e-3, svd init.",
+               PAIRED_NOTE.format("GPTQ"), "",
+               "| method | group | bits/weight | H-error (train) | H-error (held-out) | sotu-test PPL | Δ vs GPTQ | "
+               "moby-test PPL | Δ vs GPTQ | quantize s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        base = next((r for r in rows if r["label"] == "GPTQ"), None)
+        for r in sorted(rows, key=lambda r: r["quant"]["bits_per_weight"]):
             train, val = errors(r)
             out.append(f'| {r["label"]} | {r["group"]} | {bpw(r)} | {train} | {val} | {ppl(r, "sotu")} | '
-                       f'{ppl(r, "moby")} | {r["quant"]["seconds"]:.0f} |')
-        out.append("")
-    return out
+                       f'{paired(r, base, "sotu")} | {ppl(r, "moby")} | {paired(r, base, "moby")} | '
+                       f'{r["quant"]["seconds"]:.0f} |')
+        return out
+    return render
 
 
 def kernels(rows):
@@ -187,9 +225,8 @@ def fbquant_cost(rows):
     return out
 
 
-RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-budgets": fbquant_budgets,
-             "kernels": kernels, "speed": speed,
-             "fbquant-cost": fbquant_cost}
+RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "kernels": kernels, "speed": speed,
+             "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 
 def write_section(name, results, doc):

@@ -1,5 +1,6 @@
 # Sourced by the results scripts (quality.sh, fbquant_study.sh): environment checks, a quantize-and-score row
-# runner that appends one JSON line per row to build/results/NAME.jsonl, and the hand-off to render.py, which
+# runner that appends one JSON line per row to build/results/NAME.jsonl (per-token NLLs beside it in
+# build/results/nll/KEY-TEXT.f32, for paired differences between rows), and the hand-off to render.py, which
 # writes the section into docs/RESULTS.md. Rows already in the file are skipped only with --resume (a run
 # stopped half-way picks up where it was); a plain run starts the file afresh.
 set -euo pipefail
@@ -22,8 +23,8 @@ results_open() {  # results_open NAME RESUME(0|1)
   touch "$RESULTS"
 }
 
-score() {  # score MODEL_DIR TEXT_NAME -> perplexity JSON
-  "$FBQ" perplexity "$1" --text "$SHARED/data/$2-test.txt" --ctx 256 --max-windows "$WINDOWS" --json 2>/dev/null
+score() {  # score MODEL_DIR TEXT_NAME NLL_FILE -> perplexity JSON; per-token NLLs into NLL_FILE (paired comparisons)
+  "$FBQ" perplexity "$1" --text "$SHARED/data/$2-test.txt" --ctx 256 --max-windows "$WINDOWS" --nll-out "$3" --json 2>/dev/null
 }
 
 # row SECTION LABEL BITS GROUP TEXTS QUANTIZE_ARGS...: quantize with the current NSAMPLES/VAL, score on TEXTS
@@ -42,7 +43,8 @@ row() {
             --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed 0 --quiet --json "$@" 2>/dev/null)
     report=$(python3 scripts/lib/render.py summarize "$dir/quant_report.json")
   fi
-  for text in $texts; do scores+=",\"$text\":$(score "$dir" "$text")"; done
+  mkdir -p build/results/nll
+  for text in $texts; do scores+=",\"$text\":$(score "$dir" "$text" "build/results/nll/$key-$text.f32")"; done
   printf '{"key":"%s","section":"%s","label":"%s","bits":%s,"group":%s,"nsamples":%s,"val":%s,"windows":%s,"quant":%s,"report":%s%s}\n' \
     "$key" "$section" "$label" "$bits" "$group" "$NSAMPLES" "$VAL" "$WINDOWS" "$quant" "$report" "$scores" >> "$RESULTS"
 }

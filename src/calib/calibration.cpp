@@ -42,6 +42,22 @@ std::vector<std::vector<int>> sample_calibration_windows(const Tokenizer& tokeni
   return windows;
 }
 
+namespace {
+
+// The full symmetric n × n matrix whose upper triangle is `upper` (as BLAS syrk leaves it), times `scale`.
+std::vector<double> scaled_symmetric(const std::vector<double>& upper, int n, double scale) {
+  std::vector<double> full(upper.size());
+  for (int i = 0; i < n; ++i)
+    for (int j = i; j < n; ++j) {
+      const double value = upper[static_cast<std::size_t>(i) * n + j] * scale;
+      full[static_cast<std::size_t>(i) * n + j] = value;
+      full[static_cast<std::size_t>(j) * n + i] = value;
+    }
+  return full;
+}
+
+}  // namespace
+
 HessianAccumulator::HessianAccumulator(int n)
     : n_(n), sum_outer_(static_cast<std::size_t>(n) * n, 0.0), sum_abs_(n, 0.0) {}
 
@@ -58,16 +74,36 @@ LayerStats HessianAccumulator::finish() const {
   stats.n = n_;
   stats.tokens = tokens_;
   const double scale = tokens_ > 0 ? 1.0 / static_cast<double>(tokens_) : 0.0;
-  stats.hessian.resize(sum_outer_.size());
-  for (int i = 0; i < n_; ++i)
-    for (int j = i; j < n_; ++j) {
-      const double value = sum_outer_[static_cast<std::size_t>(i) * n_ + j] * scale;
-      stats.hessian[static_cast<std::size_t>(i) * n_ + j] = value;
-      stats.hessian[static_cast<std::size_t>(j) * n_ + i] = value;
-    }
+  stats.hessian = scaled_symmetric(sum_outer_, n_, scale);
   stats.mean_abs.resize(n_);
   for (int j = 0; j < n_; ++j) stats.mean_abs[j] = static_cast<float>(sum_abs_[j] * scale);
   return stats;
+}
+
+DriftAccumulator::DriftAccumulator(int n)
+    : n_(n), sum_cross_(static_cast<std::size_t>(n) * n, 0.0), sum_energy_(static_cast<std::size_t>(n) * n, 0.0) {}
+
+void DriftAccumulator::add(const float* x, const float* x_float, int n_tokens) {
+  const std::size_t size = static_cast<std::size_t>(n_tokens) * n_;
+  x_chunk_.assign(x, x + size);
+  d_chunk_.resize(size);
+  for (std::size_t i = 0; i < size; ++i) d_chunk_[i] = x_chunk_[i] - static_cast<double>(x_float[i]);
+  // Rows are tokens: Σ_t x_t·d_tᵀ = Xᵀ·D in the token-major layout.
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_, n_, n_tokens, 1.0, x_chunk_.data(), n_, d_chunk_.data(),
+              n_, 1.0, sum_cross_.data(), n_);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n_, n_tokens, 1.0, d_chunk_.data(), n_, 1.0, sum_energy_.data(),
+              n_);
+  tokens_ += n_tokens;
+}
+
+InputDrift DriftAccumulator::finish() const {
+  InputDrift drift;
+  drift.n = n_;
+  const double scale = tokens_ > 0 ? 1.0 / static_cast<double>(tokens_) : 0.0;
+  drift.cross.resize(sum_cross_.size());
+  for (std::size_t i = 0; i < sum_cross_.size(); ++i) drift.cross[i] = sum_cross_[i] * scale;
+  drift.energy = scaled_symmetric(sum_energy_, n_, scale);
+  return drift;
 }
 
 }  // namespace fbq

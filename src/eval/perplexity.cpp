@@ -1,6 +1,7 @@
 #include "eval/perplexity.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -65,6 +66,8 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   Progress progress("perplexity", windows, options.progress);
   double sum = 0.0, sum_squares = 0.0;
   std::int64_t scored = 0;
+  std::vector<float> token_nll;
+  token_nll.reserve(static_cast<std::size_t>(windows) * (options.ctx - 1));
   for (int w = 0; w < windows; ++w) {
     const std::int64_t begin = static_cast<std::int64_t>(w) * options.ctx;
     const auto window = tokens.subspan(begin, options.ctx);
@@ -72,6 +75,7 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
       const double nll = negative_log_likelihood(logits, target);
       sum += nll;
       sum_squares += nll * nll;
+      token_nll.push_back(static_cast<float>(nll));
       ++scored;
     };
     const std::size_t vocab = model.config.vocab_size;
@@ -92,8 +96,24 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   result.tokens = scored;
   result.windows = windows;
   result.seconds = seconds_since(start);
+  result.token_nll = std::move(token_nll);
   progress.finish(fmt::format("ppl {:.3f}", result.ppl));
   return result;
+}
+
+void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll) {
+  static_assert(std::endian::native == std::endian::little, "--nll-out writes little-endian float32");
+  auto temp = path;
+  temp += ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(token_nll.data()),
+              static_cast<std::streamsize>(token_nll.size() * sizeof(float)));
+    if (!out) fail("cannot write {}", temp.string());
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) fail("cannot write {}: {}", path.string(), error.message());
 }
 
 }  // namespace fbq

@@ -6,6 +6,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 
@@ -21,6 +22,7 @@ struct PerplexityResult {
   std::int64_t tokens = 0;  // tokens scored
   int windows = 0;
   double seconds = 0;
+  std::vector<float> token_nll;  // per scored token, in scoring order (windows × (ctx − 1))
 };
 
 struct PerplexityOptions {
@@ -32,5 +34,9 @@ struct PerplexityOptions {
 
 // Only whole windows are scored (a partial tail window is dropped, as in the reference PyTorch figures).
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options);
+
+// Writes per-token NLLs as raw little-endian float32 (`fbq perplexity --nll-out`), atomically (temp + rename),
+// so that two models scored on the same text can be compared token by token (a paired difference).
+void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll);
 
 }  // namespace fbq

@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/transformer.h"
 #include "pack/packed_linear.h"
+#include "quant/float_target.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -21,18 +22,42 @@ namespace {
 
 using json = nlohmann::json;
 
-// Passes calls through to the wrapped layer, accumulating the statistics of its input on the way into the
-// training or the validation accumulator, whichever the pipeline has selected.
+// What the pipeline gathers about one distinct linear input while the float layer runs on the calibration
+// windows: H of the training and of the held-out windows and, when it tracks the float model, how the input
+// drifts from the float model's (the float model's input of a window is held until the quantized model's
+// input of the same window arrives).
+struct InputCapture {
+  explicit InputCapture(int n, bool drift) : train(n), validation(n) {
+    if (drift) train_drift.emplace(n), validation_drift.emplace(n);
+  }
+  HessianAccumulator train, validation;
+  std::optional<DriftAccumulator> train_drift, validation_drift;
+  std::vector<float> float_input;
+};
+
+// Which model the calibration window now running through a capturing layer belongs to.
+struct CaptureState {
+  bool float_model = false;  // the float model's stream: record the input only
+  bool validating = false;   // a held-out window
+};
+
+// Passes calls through to the wrapped layer, capturing its input on the way (see InputCapture).
 class CapturingLinear final : public Linear {
  public:
-  CapturingLinear(const Linear& inner, HessianAccumulator& train, HessianAccumulator& validation, const bool& validating)
-      : Linear(inner.out_features(), inner.in_features()),
-        inner_(inner),
-        train_(train),
-        validation_(validation),
-        validating_(validating) {}
+  CapturingLinear(const Linear& inner, InputCapture& capture, const CaptureState& state)
+      : Linear(inner.out_features(), inner.in_features()), inner_(inner), capture_(capture), state_(state) {}
   void forward(const float* x, int n_tokens, float* y) const override {
-    (validating_ ? validation_ : train_).add(x, n_tokens);
+    const std::size_t size = static_cast<std::size_t>(n_tokens) * in_features();
+    if (state_.float_model) {
+      capture_.float_input.assign(x, x + size);
+    } else {
+      (state_.validating ? capture_.validation : capture_.train).add(x, n_tokens);
+      auto& drift = state_.validating ? capture_.validation_drift : capture_.train_drift;
+      if (drift) {
+        if (capture_.float_input.size() != size) fail("internal: float-model input missing for a calibration window");
+        drift->add(x, capture_.float_input.data(), n_tokens);
+      }
+    }
     inner_.forward(x, n_tokens, y);
   }
   std::size_t weight_bytes() const override { return inner_.weight_bytes(); }
@@ -40,8 +65,8 @@ class CapturingLinear final : public Linear {
 
  private:
   const Linear& inner_;
-  HessianAccumulator &train_, &validation_;
-  const bool& validating_;
+  InputCapture& capture_;
+  const CaptureState& state_;
 };
 
 enum Input { kAttentionInput, kAttentionOutput, kMlpInput, kMlpHidden, kInputCount };
@@ -162,19 +187,35 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       std::copy_n(embedding->data() + static_cast<std::size_t>(windows[w][t]) * c.dim, c.dim,
                   &hidden[(w * tokens_per_window + t) * c.dim]);
 
+  // With --float-target or --report-float-error, the float model's activations run beside them (its own
+  // stream, never quantized).
+  std::vector<float> float_hidden;
+  if (options.tracks_float_model()) float_hidden = hidden;
+
   Model shell;  // the session only needs the config: layers are passed in one at a time
   shell.config = c;
   InferenceSession session(shell, options.seqlen);
   std::vector<float> scratch(tokens_per_window * c.dim);
-  bool validating = false;
-  const auto run_layer = [&](const DecoderLayer& layer, int index, bool in_place) {
+  CaptureState capture_state;
+  const auto run_window = [&](const DecoderLayer& layer, int index, float* rows, bool in_place) {
+    float* target = rows;
+    if (!in_place) target = static_cast<float*>(std::memcpy(scratch.data(), rows, scratch.size() * sizeof(float)));
+    session.reset();
+    session.forward_layer(layer, index, target, options.seqlen, 0);
+  };
+  // Pass 1 (capture): each window through the float model's stream (advanced in place: it is the float
+  // model's next-layer input), then the same window of the quantized model's stream, left unchanged.
+  // Pass 2 (capture = false): the quantized model's stream through the quantized layer, in place.
+  const auto run_layer = [&](const DecoderLayer& layer, int index, bool capture) {
     for (std::size_t w = 0; w < windows.size(); ++w) {
-      validating = static_cast<int>(w) >= options.nsamples;
-      float* rows = &hidden[w * tokens_per_window * c.dim];
-      float* target = rows;
-      if (!in_place) target = static_cast<float*>(std::memcpy(scratch.data(), rows, scratch.size() * sizeof(float)));
-      session.reset();
-      session.forward_layer(layer, index, target, options.seqlen, 0);
+      const std::size_t offset = w * tokens_per_window * c.dim;
+      capture_state.validating = static_cast<int>(w) >= options.nsamples;
+      if (capture && options.tracks_float_model()) {
+        capture_state.float_model = true;
+        run_window(layer, index, &float_hidden[offset], /*in_place=*/true);
+        capture_state.float_model = false;
+      }
+      run_window(layer, index, &hidden[offset], /*in_place=*/!capture);
     }
   };
 
@@ -188,35 +229,44 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     const auto prefix = fmt::format("model.layers.{}.", l);
 
     // Pass 1: the float layer, capturing the inputs of its linears.
-    std::vector<HessianAccumulator> inputs, held_out;  // indexed by Input: kProjections captures them in order
-    inputs.reserve(kInputCount);  // the capturing layers hold references into these
-    held_out.reserve(kInputCount);
+    std::vector<InputCapture> captures;  // indexed by Input: kProjections captures them in order
+    captures.reserve(kInputCount);       // the capturing layers hold references into these
     std::unique_ptr<Linear> originals[kInputCount];
     for (const auto& projection : kProjections)
       if (projection.captures) {
         auto& slot = layer.*projection.member;
-        inputs.emplace_back(slot->in_features());
-        held_out.emplace_back(slot->in_features());
+        captures.emplace_back(slot->in_features(), options.tracks_float_model());
         originals[projection.input] = std::move(slot);
-        slot = std::make_unique<CapturingLinear>(*originals[projection.input], inputs[projection.input],
-                                                 held_out[projection.input], validating);
+        slot = std::make_unique<CapturingLinear>(*originals[projection.input], captures[projection.input],
+                                                 capture_state);
       }
-    run_layer(layer, l, /*in_place=*/false);
+    run_layer(layer, l, /*capture=*/true);
     for (const auto& projection : kProjections)
       if (projection.captures) layer.*projection.member = std::move(originals[projection.input]);
     std::vector<LayerStats> stats;
-    for (int i = 0; i < kInputCount; ++i) {
-      stats.push_back(inputs[i].finish());
-      if (options.validation_samples > 0) stats.back().validation_hessian = held_out[i].finish().hessian;
+    std::vector<std::optional<InputDrift>> drifts, validation_drifts;
+    for (auto& capture : captures) {
+      stats.push_back(capture.train.finish());
+      if (options.validation_samples > 0) stats.back().validation_hessian = capture.validation.finish().hessian;
+      drifts.push_back(capture.train_drift ? std::optional(capture.train_drift->finish()) : std::nullopt);
+      validation_drifts.push_back(options.validation_samples > 0 && capture.validation_drift
+                                      ? std::optional(capture.validation_drift->finish())
+                                      : std::nullopt);
     }
 
-    // Quantize every linear of the layer against its input statistics.
+    // Quantize every linear of the layer against its input statistics (with --float-target, the weights
+    // handed to the method are W̃, whose H-error is the output error against the float model).
     for (const auto& projection : kProjections) {
       auto& slot = layer.*projection.member;
       const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
       const int m = dense.out_features(), n = dense.in_features();
+      const auto& input = stats[projection.input];
       const auto linear_start = std::chrono::steady_clock::now();
-      const auto quantized = method->quantize(dense.weights(), m, n, stats[projection.input], options.method_options);
+      const auto& drift = drifts[projection.input];
+      const auto target = options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift,
+                                                       options.method_options.damp)
+                                : dense.weights();
+      const auto quantized = method->quantize(target, m, n, input, options.method_options);
       auto packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized));
       LinearReport report;
       report.name = prefix + projection.name;
@@ -224,13 +274,15 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       report.in_features = n;
       report.seconds = seconds_since(linear_start);
       const auto effective = quantized.effective_weights();
-      report.error = relative_h_error(dense.weights(), effective, m, n, stats[projection.input].hessian);
+      report.error = relative_h_error(target, effective, m, n, input.hessian);
       report.error_rtn = relative_h_error(
-          dense.weights(), quantize_rtn(dense.weights().data(), m, n, options.method_options.spec).dequantize(), m, n,
-          stats[projection.input].hessian);
-      if (!stats[projection.input].validation_hessian.empty())
-        report.error_validation =
-            relative_h_error(dense.weights(), effective, m, n, stats[projection.input].validation_hessian);
+          target, quantize_rtn(target.data(), m, n, options.method_options.spec).dequantize(), m, n, input.hessian);
+      if (!input.validation_hessian.empty())
+        report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
+      if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
+      if (const auto& held_out = validation_drifts[projection.input])
+        report.error_float_validation =
+            float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *held_out);
       report.bits_per_weight = packed->bits_per_weight();
       report.note = quantized.note;
       report.metrics = quantized.metrics;
@@ -246,7 +298,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                       reader.dtype_of(prefix + "post_attention_layernorm.weight"), {c.dim}, layer.ffn_norm);
 
     // Pass 2: the next layer sees what the quantized layer produces.
-    run_layer(layer, l, /*in_place=*/true);
+    run_layer(layer, l, /*capture=*/false);
     double layer_error = 0;
     for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
       layer_error += summary.linears[i].error / std::size(kProjections);
@@ -295,6 +347,8 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                   {"seconds", r.seconds},   {"bits_per_weight", r.bits_per_weight},
                   {"note", r.note}};
     if (r.error_validation) entry["h_error_val"] = *r.error_validation;
+    if (r.error_float) entry["float_error"] = *r.error_float;
+    if (r.error_float_validation) entry["float_error_val"] = *r.error_float_validation;
     for (const auto& [key, value] : r.metrics) entry[key] = value;
     layers.push_back(std::move(entry));
   }
@@ -304,6 +358,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
        {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
         {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
         {"scaled_svd", mo.scaled_svd}, {"branch_bits", mo.branch_bits}, {"params", mo.params},
+        {"float_target", options.float_target}, {"report_float_error", options.report_float_error},
         {"seed", options.seed}}},
       {"calibration",
        {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},

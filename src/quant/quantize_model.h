@@ -23,6 +23,13 @@ struct QuantizeOptions {
   int nsamples = 128;
   int validation_samples = 0;  // extra held-out windows whose H methods may select iterates on
   int seqlen = 256;
+  // Aim every linear at the float model's output rather than at the float weights applied to the quantized
+  // model's drifted input (quant/float_target.h); implies report_float_error.
+  bool float_target = false;
+  // Run the float model's activations beside the quantized ones and report each linear's output error
+  // against the float model (LinearReport::error_float).
+  bool report_float_error = false;
+  bool tracks_float_model() const { return float_target || report_float_error; }
   std::uint64_t seed = 0;
   bool overwrite = false;
   bool progress = true;
@@ -34,6 +41,8 @@ struct LinearReport {
   double error = 0;      // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) of the method
   double error_rtn = 0;  // the same for plain RTN at the same bits/group (the "before")
   std::optional<double> error_validation;  // the method's error on the held-out H (--val-samples)
+  // --float-target: ‖W_F·X − W·X̄‖² / ‖W·X̄‖², the output error against the float model (training, held-out)
+  std::optional<double> error_float, error_float_validation;
   double seconds = 0;
   double bits_per_weight = 0;
   std::string note;
