@@ -5,8 +5,11 @@
 #   budgets: W3/W2/W4 g128, FBQuant and LQER with 0.25/0.5/1-bit branches beside RTN/GPTQ/AWQ g128 and the
 #            group sizes that cost about the same bits without a branch (g64, g32); rtn inside at W3/W2 only.
 #            One section per bit width (budgets-w3, budgets-w2, budgets-w4 run one of them; budgets runs all).
+#   paired:  the rows that decide "FBQuant against GPTQ at equal bits" at W3 and W2 g128, each scored against GPTQ
+#            token by token (paired differences), with the output error against the float model reported for
+#            every row, and --float-target (asymmetric calibration) for GPTQ and FBQuant.
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
-# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4]
+# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]
 #   (default: tuning and budgets; ~2.5 h on 2 cores)
 #   --quick: 8+4 calibration windows and 20 PPL windows (smoke run); --resume: keep rows already measured.
 resume=0 quick=0 parts=()
@@ -14,13 +17,13 @@ for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --resume) resume=1 ;;
-    tuning) parts+=(tuning) ;;
+    tuning|paired) parts+=("$arg") ;;
     budgets) parts+=(budgets-w3 budgets-w2 budgets-w4) ;;
     budgets-w[234]) parts+=("$arg") ;;
-    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]" >&2; exit 2 ;;
   esac
 done
-((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4)
+((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4 paired)
 if ((quick)); then export NSAMPLES=8 VAL=4 WINDOWS=20; else export NSAMPLES=64 VAL=32 WINDOWS=0; fi
 source "$(dirname "$0")/lib/results.sh"
 fb=(--method fbquant)
@@ -54,6 +57,18 @@ for part in "${parts[@]}"; do
       done
     done
     render fbquant-tuning
+  elif [ "$part" = paired ]; then
+    f=(--report-float-error)
+    for bits in 3 2; do
+      row paired "GPTQ" $bits 128 "sotu moby" --method gptq "${f[@]}"
+      row paired "GPTQ, float target" $bits 128 "sotu moby" --method gptq --float-target
+      row paired "GPTQ g64" $bits 64 "sotu moby" --method gptq "${f[@]}"
+      row paired "LQER, 0.25-bit branch" $bits 128 "sotu moby" --method lqer --branch-bits 0.25 "${f[@]}"
+      row paired "FBQuant rtn inside, 0.25-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O inner=rtn -O steps=300 "${f[@]}"
+      row paired "FBQuant gptq inside, 0.25-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 "${f[@]}"
+      row paired "FBQuant gptq inside, 0.25-bit branch, float target" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 --float-target
+      render fbquant-paired
+    done
   else
     bits=${part#budgets-w}
     row budgets "RTN" $bits 128 "sotu moby" --method rtn

@@ -16,14 +16,15 @@ import sys
 
 SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_study.sh tuning",
            **{f"fbquant-budgets-w{b}": f"scripts/fbquant_study.sh budgets-w{b}" for b in (3, 2, 4)},
-           "kernels": "scripts/bench.sh",
+           "fbquant-paired": "scripts/fbquant_study.sh paired", "kernels": "scripts/bench.sh",
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
 
 
 def summarize(path):
     layers = json.load(open(path))["layers"]
     out = {}
-    for key in ("h_error", "h_error_rtn", "h_error_val", "loss_init", "loss_best", "best_step", "rank"):
+    for key in ("h_error", "h_error_rtn", "h_error_val", "float_error", "float_error_val", "loss_init", "loss_best",
+                "best_step", "rank"):
         values = [layer[key] for layer in layers if key in layer]
         if values:
             out[key] = sum(values) / len(values)
@@ -158,6 +159,28 @@ def fbquant_budgets(bits):
     return render
 
 
+def fbquant_paired(rows):
+    out = ["## FBQuant against GPTQ at equal bits, token by token (W3 and W2, g128)", "", generated_by("fbquant-paired"),
+           "", calibration_line(rows),
+           "Error vs float: mean over the 42 linears of ‖W_F·X − W·X̄‖²/‖W·X̄‖², X the layer's input in the quantized "
+           "model and X̄ in the float model (training and held-out calibration windows): how far each layer's output "
+           "is from the float model's, drift of its input included. `float target`: the method quantizes "
+           "W̃ = W − W·Kᵀ·H⁻¹ (K = X·(X − X̄)ᵀ/N), which aims each linear at the float model's output (asymmetric "
+           "calibration, `fbq quantize --float-target`). FBQuant: 300 Adam steps, lr 3e-3, svd init.",
+           PAIRED_NOTE.format("GPTQ (same bits, g128)")]
+    for bits in sorted({r["bits"] for r in rows}, reverse=True):
+        group = [r for r in rows if r["bits"] == bits]
+        base = next((r for r in group if r["label"] == "GPTQ"), None)
+        out += ["", f"### W{bits}", "", "| method | bits/weight | error vs float (train) | error vs float (held-out) | "
+                "sotu-test PPL | Δ vs GPTQ | moby-test PPL | Δ vs GPTQ | quantize s |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(group, key=lambda r: r["quant"]["bits_per_weight"]):
+            rep = r["report"] or {}
+            out.append(f'| {r["label"]} | {bpw(r)} | {fmt(rep.get("float_error"), ".5f")} | '
+                       f'{fmt(rep.get("float_error_val"), ".5f")} | {ppl(r, "sotu")} | {paired(r, base, "sotu")} | '
+                       f'{ppl(r, "moby")} | {paired(r, base, "moby")} | {r["quant"]["seconds"]:.0f} |')
+    return out
+
+
 def kernels(rows):
     bw = rows[0]["bandwidth_gbps"]
     out = ["## Decode kernels: GB/s against the memory roofline", "", generated_by("kernels"), "",
@@ -225,7 +248,8 @@ def fbquant_cost(rows):
     return out
 
 
-RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "kernels": kernels, "speed": speed,
+RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
+             "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 
