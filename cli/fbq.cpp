@@ -296,6 +296,8 @@ int main(int argc, char** argv) {
   quantize->add_flag("--float-target", quant.float_target,
                      "aim each linear at the float model's output (asymmetric calibration: the float model's "
                      "activations run beside the quantized ones)");
+  quantize->add_flag("--true-sequential", quant.true_sequential,
+                     "quantize q/k/v, o, gate/up, down in turn, each from inputs through the ones already quantized");
   quantize->add_flag("--report-float-error", quant.report_float_error,
                      "report each linear's output error against the float model (runs its activations beside)");
   quantize->add_option("--damp", quant.method_options.damp, "GPTQ damping (fraction of mean diag H)")->capture_default_str();

@@ -255,6 +255,19 @@ TEST_F(QuantizePipeline, FloatTargetAimsAtTheFloatModel) {
   EXPECT_GT(mean_float_error(plain_summary), 0.0);
 }
 
+// --true-sequential: q/k/v of layer 0 read the embeddings either way (same H, same result), but o_proj's input
+// then comes through the quantized q/k/v, so its statistics and everything after them change.
+TEST_F(QuantizePipeline, TrueSequentialFeedsEachProjectionTheQuantizedOnesBeforeIt) {
+  const auto together = options("gptq", 3, "together");
+  auto sequential = options("gptq", 3, "sequential");
+  sequential.true_sequential = true;
+  const auto a = quantize_model(together), b = quantize_model(sequential);
+  ASSERT_EQ(a.linears.size(), b.linears.size());
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(a.linears[i].error, b.linears[i].error) << a.linears[i].name;
+  EXPECT_NE(a.linears[3].error, b.linears[3].error) << a.linears[3].name;
+  for (std::size_t i = 0; i < a.linears.size(); ++i) EXPECT_EQ(a.linears[i].name, b.linears[i].name);
+}
+
 TEST_F(QuantizePipeline, SameSeedGivesByteIdenticalOutput) {
   const auto a = options("gptq", 3, "a"), b = options("gptq", 3, "b");
   quantize_model(a);

@@ -5,6 +5,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <array>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -203,21 +205,27 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     session.reset();
     session.forward_layer(layer, index, target, options.seqlen, 0);
   };
-  // Pass 1 (capture): each window through the float model's stream (advanced in place: it is the float
-  // model's next-layer input), then the same window of the quantized model's stream, left unchanged.
-  // Pass 2 (capture = false): the quantized model's stream through the quantized layer, in place.
-  const auto run_layer = [&](const DecoderLayer& layer, int index, bool capture) {
+  // Runs every window through `layer` (the quantized model's stream) and, when the float model is tracked,
+  // first through `float_layer` (its stream); capturing passes leave both streams as they were, the last
+  // pass of a layer advances them in place to the next layer's inputs.
+  const auto run_windows = [&](const DecoderLayer& layer, const DecoderLayer* float_layer, int index, bool in_place) {
     for (std::size_t w = 0; w < windows.size(); ++w) {
       const std::size_t offset = w * tokens_per_window * c.dim;
       capture_state.validating = static_cast<int>(w) >= options.nsamples;
-      if (capture && options.tracks_float_model()) {
+      if (float_layer) {
         capture_state.float_model = true;
-        run_window(layer, index, &float_hidden[offset], /*in_place=*/true);
+        run_window(*float_layer, index, &float_hidden[offset], in_place);
         capture_state.float_model = false;
       }
-      run_window(layer, index, &hidden[offset], /*in_place=*/!capture);
+      run_window(layer, index, &hidden[offset], in_place);
     }
   };
+  // The inputs each capturing pass collects, in order: all four from the float layer at once, or (true
+  // sequential) one at a time, each pass running the layer with the projections before it already quantized.
+  const std::vector<std::vector<Input>> stages =
+      options.true_sequential
+          ? std::vector<std::vector<Input>>{{kAttentionInput}, {kAttentionOutput}, {kMlpInput}, {kMlpHidden}}
+          : std::vector<std::vector<Input>>{{kAttentionInput, kAttentionOutput, kMlpInput, kMlpHidden}};
 
   QuantizeSummary summary;
   double total_bits = 0, total_weights = 0;
@@ -226,79 +234,87 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                     c.n_layers, options.progress);
   for (int l = 0; l < c.n_layers; ++l) {
     DecoderLayer layer = reader.layer(l);
+    std::optional<DecoderLayer> float_layer;  // the float model's copy, when its stream is tracked
+    if (options.tracks_float_model()) float_layer = reader.layer(l);
     const auto prefix = fmt::format("model.layers.{}.", l);
 
-    // Pass 1: the float layer, capturing the inputs of its linears.
-    std::vector<InputCapture> captures;  // indexed by Input: kProjections captures them in order
-    captures.reserve(kInputCount);       // the capturing layers hold references into these
-    std::unique_ptr<Linear> originals[kInputCount];
-    for (const auto& projection : kProjections)
-      if (projection.captures) {
-        auto& slot = layer.*projection.member;
-        captures.emplace_back(slot->in_features(), options.tracks_float_model());
-        originals[projection.input] = std::move(slot);
-        slot = std::make_unique<CapturingLinear>(*originals[projection.input], captures[projection.input],
-                                                 capture_state);
+    // One capturing pass per stage, then the stage's projections are quantized and packed in place.
+    const auto quantize_stage = [&](const std::vector<Input>& stage) {
+      // Capture: wrap the first projection reading each of the stage's inputs (in both models' layers).
+      std::array<std::optional<InputCapture>, kInputCount> captures;
+      std::vector<std::pair<std::unique_ptr<Linear>*, std::unique_ptr<Linear>>> originals;
+      const auto wrap = [&](DecoderLayer& target, const Projection& projection) {
+        auto& slot = target.*projection.member;
+        originals.emplace_back(&slot, std::move(slot));
+        slot = std::make_unique<CapturingLinear>(*originals.back().second, *captures[projection.input], capture_state);
+      };
+      for (const auto& projection : kProjections)
+        if (projection.captures && std::ranges::count(stage, projection.input)) {
+          captures[projection.input].emplace((layer.*projection.member)->in_features(), options.tracks_float_model());
+          wrap(layer, projection);
+          if (float_layer) wrap(*float_layer, projection);
+        }
+      run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/false);
+      for (auto& [slot, original] : originals) *slot = std::move(original);
+      std::array<LayerStats, kInputCount> stats;
+      std::array<std::optional<InputDrift>, kInputCount> drifts, validation_drifts;
+      for (const Input input : stage) {
+        auto& capture = *captures[input];
+        stats[input] = capture.train.finish();
+        if (options.validation_samples > 0) stats[input].validation_hessian = capture.validation.finish().hessian;
+        if (capture.train_drift) drifts[input] = capture.train_drift->finish();
+        if (options.validation_samples > 0 && capture.validation_drift)
+          validation_drifts[input] = capture.validation_drift->finish();
       }
-    run_layer(layer, l, /*capture=*/true);
-    for (const auto& projection : kProjections)
-      if (projection.captures) layer.*projection.member = std::move(originals[projection.input]);
-    std::vector<LayerStats> stats;
-    std::vector<std::optional<InputDrift>> drifts, validation_drifts;
-    for (auto& capture : captures) {
-      stats.push_back(capture.train.finish());
-      if (options.validation_samples > 0) stats.back().validation_hessian = capture.validation.finish().hessian;
-      drifts.push_back(capture.train_drift ? std::optional(capture.train_drift->finish()) : std::nullopt);
-      validation_drifts.push_back(options.validation_samples > 0 && capture.validation_drift
-                                      ? std::optional(capture.validation_drift->finish())
-                                      : std::nullopt);
-    }
 
-    // Quantize every linear of the layer against its input statistics (with --float-target, the weights
-    // handed to the method are W̃, whose H-error is the output error against the float model).
-    for (const auto& projection : kProjections) {
-      auto& slot = layer.*projection.member;
-      const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
-      const int m = dense.out_features(), n = dense.in_features();
-      const auto& input = stats[projection.input];
-      const auto linear_start = std::chrono::steady_clock::now();
-      const auto& drift = drifts[projection.input];
-      const auto target = options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift,
-                                                       options.method_options.damp)
-                                : dense.weights();
-      const auto quantized = method->quantize(target, m, n, input, options.method_options);
-      auto packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized));
-      LinearReport report;
-      report.name = prefix + projection.name;
-      report.out_features = m;
-      report.in_features = n;
-      report.seconds = seconds_since(linear_start);
-      const auto effective = quantized.effective_weights();
-      report.error = relative_h_error(target, effective, m, n, input.hessian);
-      report.error_rtn = relative_h_error(
-          target, quantize_rtn(target.data(), m, n, options.method_options.spec).dequantize(), m, n, input.hessian);
-      if (!input.validation_hessian.empty())
-        report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
-      if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
-      if (const auto& held_out = validation_drifts[projection.input])
-        report.error_float_validation =
-            float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *held_out);
-      report.bits_per_weight = packed->bits_per_weight();
-      report.note = quantized.note;
-      report.metrics = quantized.metrics;
-      total_bits += report.bits_per_weight * m * n;
-      total_weights += static_cast<double>(m) * n;
-      write_packed(writer, report.name, *packed);
-      slot = std::move(packed);
-      summary.linears.push_back(report);
-    }
+      // Quantize every linear of the layer against its input statistics (with --float-target, the weights
+      // handed to the method are W̃, whose H-error is the output error against the float model).
+      for (const auto& projection : kProjections) {
+        if (!std::ranges::count(stage, projection.input)) continue;
+        auto& slot = layer.*projection.member;
+        const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
+        const int m = dense.out_features(), n = dense.in_features();
+        const auto& input = stats[projection.input];
+        const auto linear_start = std::chrono::steady_clock::now();
+        const auto& drift = drifts[projection.input];
+        const auto target = options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift,
+                                                         options.method_options.damp)
+                                  : dense.weights();
+        const auto quantized = method->quantize(target, m, n, input, options.method_options);
+        auto packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized));
+        LinearReport report;
+        report.name = prefix + projection.name;
+        report.out_features = m;
+        report.in_features = n;
+        report.seconds = seconds_since(linear_start);
+        const auto effective = quantized.effective_weights();
+        report.error = relative_h_error(target, effective, m, n, input.hessian);
+        report.error_rtn = relative_h_error(
+            target, quantize_rtn(target.data(), m, n, options.method_options.spec).dequantize(), m, n, input.hessian);
+        if (!input.validation_hessian.empty())
+          report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
+        if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
+        if (const auto& held_out = validation_drifts[projection.input])
+          report.error_float_validation =
+              float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *held_out);
+        report.bits_per_weight = packed->bits_per_weight();
+        report.note = quantized.note;
+        report.metrics = quantized.metrics;
+        total_bits += report.bits_per_weight * m * n;
+        total_weights += static_cast<double>(m) * n;
+        write_packed(writer, report.name, *packed);
+        slot = std::move(packed);
+        summary.linears.push_back(report);
+      }
+    };
+    for (const auto& stage : stages) quantize_stage(stage);
     writer.add_floats(prefix + "input_layernorm.weight", reader.dtype_of(prefix + "input_layernorm.weight"), {c.dim},
                       layer.attn_norm);
     writer.add_floats(prefix + "post_attention_layernorm.weight",
                       reader.dtype_of(prefix + "post_attention_layernorm.weight"), {c.dim}, layer.ffn_norm);
 
     // Pass 2: the next layer sees what the quantized layer produces.
-    run_layer(layer, l, /*capture=*/false);
+    run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/true);
     double layer_error = 0;
     for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
       layer_error += summary.linears[i].error / std::size(kProjections);
@@ -359,6 +375,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
         {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
         {"scaled_svd", mo.scaled_svd}, {"branch_bits", mo.branch_bits}, {"params", mo.params},
         {"float_target", options.float_target}, {"report_float_error", options.report_float_error},
+        {"true_sequential", options.true_sequential},
         {"seed", options.seed}}},
       {"calibration",
        {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},

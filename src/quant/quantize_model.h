@@ -30,6 +30,10 @@ struct QuantizeOptions {
   // against the float model (LinearReport::error_float).
   bool report_float_error = false;
   bool tracks_float_model() const { return float_target || report_float_error; }
+  // Quantize a layer's projections in order (q/k/v, o, gate/up, down), each group's input statistics taken
+  // with the groups before it already quantized, as GPTQ's "true sequential" does; otherwise all four inputs
+  // come from one pass of the float layer.
+  bool true_sequential = false;
   std::uint64_t seed = 0;
   bool overwrite = false;
   bool progress = true;
