@@ -7,7 +7,7 @@
 #            One section per bit width (budgets-w3, budgets-w2, budgets-w4 run one of them; budgets runs all).
 #   paired:  the rows that decide "FBQuant against GPTQ at equal bits" at W3 and W2 g128, each scored against GPTQ
 #            token by token (paired differences), with the output error against the float model reported for
-#            every row, and --float-target (asymmetric calibration) for GPTQ and FBQuant.
+#            every row, and --float-target (asymmetric calibration) and --true-sequential for GPTQ and FBQuant.
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
 # Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]
 #   (default: tuning and budgets; ~2.5 h on 2 cores)
@@ -67,6 +67,9 @@ for part in "${parts[@]}"; do
       row paired "FBQuant rtn inside, 0.25-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O inner=rtn -O steps=300 "${f[@]}"
       row paired "FBQuant gptq inside, 0.25-bit branch" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 "${f[@]}"
       row paired "FBQuant gptq inside, 0.25-bit branch, float target" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 --float-target
+      row paired "GPTQ, true sequential" $bits 128 "sotu moby" --method gptq --true-sequential "${f[@]}"
+      row paired "GPTQ, true sequential, float target" $bits 128 "sotu moby" --method gptq --true-sequential --float-target
+      row paired "FBQuant gptq inside, 0.25-bit branch, true sequential, float target" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 --true-sequential --float-target
       render fbquant-paired
     done
   else

@@ -166,7 +166,9 @@ def fbquant_paired(rows):
            "model and X̄ in the float model (training and held-out calibration windows): how far each layer's output "
            "is from the float model's, drift of its input included. `float target`: the method quantizes "
            "W̃ = W − W·Kᵀ·H⁻¹ (K = X·(X − X̄)ᵀ/N), which aims each linear at the float model's output (asymmetric "
-           "calibration, `fbq quantize --float-target`). FBQuant: 300 Adam steps, lr 3e-3, svd init.",
+           "calibration, `fbq quantize --float-target`). `true sequential`: q/k/v, o, gate/up and down are quantized in "
+           "turn, each from inputs that pass through the ones already quantized (`--true-sequential`). FBQuant: 300 "
+           "Adam steps, lr 3e-3, svd init.",
            PAIRED_NOTE.format("GPTQ (same bits, g128)")]
     for bits in sorted({r["bits"] for r in rows}, reverse=True):
         group = [r for r in rows if r["bits"] == bits]
