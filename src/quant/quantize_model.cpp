@@ -109,6 +109,44 @@ void write_packed(SafetensorsWriter& writer, const std::string& name, const Pack
   }
 }
 
+// One linear quantized by `method` against its input statistics, packed, and its report line. With
+// --float-target the method is handed W̃ (quant/float_target.h), so its H-errors are measured against W̃.
+struct QuantizedLinear {
+  std::unique_ptr<PackedLinear> packed;
+  LinearReport report;
+};
+
+QuantizedLinear quantize_linear(const QuantMethod& method, const QuantizeOptions& options, const std::string& name,
+                                const DenseLinear& dense, const LayerStats& input, const std::optional<InputDrift>& drift,
+                                const std::optional<InputDrift>& validation_drift) {
+  const int m = dense.out_features(), n = dense.in_features();
+  const auto& spec = options.method_options.spec;
+  const auto start = std::chrono::steady_clock::now();
+  const auto target =
+      options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift, options.method_options.damp)
+                           : dense.weights();
+  const auto quantized = method.quantize(target, m, n, input, options.method_options);
+  QuantizedLinear out{std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized)), {}};
+  auto& report = out.report;
+  report.name = name;
+  report.out_features = m;
+  report.in_features = n;
+  report.seconds = seconds_since(start);
+  const auto effective = quantized.effective_weights();
+  report.error = relative_h_error(target, effective, m, n, input.hessian);
+  report.error_rtn = relative_h_error(target, quantize_rtn(target.data(), m, n, spec).dequantize(), m, n, input.hessian);
+  if (!input.validation_hessian.empty())
+    report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
+  if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
+  if (validation_drift)
+    report.error_float_validation =
+        float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *validation_drift);
+  report.bits_per_weight = out.packed->bits_per_weight();
+  report.note = quantized.note;
+  report.metrics = quantized.metrics;
+  return out;
+}
+
 std::filesystem::path temporary_output(const std::filesystem::path& output) {
   const auto parent = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
   return parent / fmt::format(".{}.tmp-{}", output.filename().string(), ::getpid());
@@ -267,39 +305,14 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
           validation_drifts[input] = capture.validation_drift->finish();
       }
 
-      // Quantize every linear of the layer against its input statistics (with --float-target, the weights
-      // handed to the method are W̃, whose H-error is the output error against the float model).
+      // Quantize the stage's linears against their input statistics.
       for (const auto& projection : kProjections) {
         if (!std::ranges::count(stage, projection.input)) continue;
         auto& slot = layer.*projection.member;
         const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
-        const int m = dense.out_features(), n = dense.in_features();
-        const auto& input = stats[projection.input];
-        const auto linear_start = std::chrono::steady_clock::now();
-        const auto& drift = drifts[projection.input];
-        const auto target = options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift,
-                                                         options.method_options.damp)
-                                  : dense.weights();
-        const auto quantized = method->quantize(target, m, n, input, options.method_options);
-        auto packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized));
-        LinearReport report;
-        report.name = prefix + projection.name;
-        report.out_features = m;
-        report.in_features = n;
-        report.seconds = seconds_since(linear_start);
-        const auto effective = quantized.effective_weights();
-        report.error = relative_h_error(target, effective, m, n, input.hessian);
-        report.error_rtn = relative_h_error(
-            target, quantize_rtn(target.data(), m, n, options.method_options.spec).dequantize(), m, n, input.hessian);
-        if (!input.validation_hessian.empty())
-          report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
-        if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
-        if (const auto& held_out = validation_drifts[projection.input])
-          report.error_float_validation =
-              float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *held_out);
-        report.bits_per_weight = packed->bits_per_weight();
-        report.note = quantized.note;
-        report.metrics = quantized.metrics;
+        auto [packed, report] = quantize_linear(*method, options, prefix + projection.name, dense, stats[projection.input],
+                                                drifts[projection.input], validation_drifts[projection.input]);
+        const int m = report.out_features, n = report.in_features;
         total_bits += report.bits_per_weight * m * n;
         total_weights += static_cast<double>(m) * n;
         write_packed(writer, report.name, *packed);
