@@ -66,6 +66,35 @@ void run_perplexity(const ModelArgs& model_args, const std::string& text_path, c
   }
 }
 
+void run_compare(const ModelArgs& baseline_args, const ModelArgs& candidate_args, const std::string& text_path,
+                 const fbq::PerplexityOptions& options, bool as_json) {
+  const auto text = fbq::read_paragraph_text(text_path);
+  const auto baseline_model = baseline_args.load();
+  const auto candidate_model = candidate_args.load();  // both load before either is scored: errors come first
+  const auto tokens = baseline_model.tokenizer->encode(text, /*add_bos=*/true);
+  if (candidate_model.tokenizer->encode(text, /*add_bos=*/true) != tokens)
+    fbq::fail("the two models' tokenizers cut {} into different tokens: a paired comparison needs the same ones",
+              text_path);
+  const auto baseline = fbq::evaluate_perplexity(baseline_model, tokens, options);
+  const auto candidate = fbq::evaluate_perplexity(candidate_model, tokens, options);
+  const auto d = fbq::paired_difference(baseline, candidate);
+  if (as_json) {
+    const nlohmann::json out = {{"baseline", baseline_args.path},   {"candidate", candidate_args.path},
+                                {"text", text_path},                {"ctx", options.ctx},
+                                {"windows", d.windows},             {"tokens", baseline.tokens},
+                                {"baseline_ppl", baseline.ppl},     {"candidate_ppl", candidate.ppl},
+                                {"ppl_difference", d.ppl_difference}, {"ppl_difference_stderr", d.ppl_difference_stderr},
+                                {"nll_difference", d.nll_difference}, {"nll_difference_stderr", d.nll_difference_stderr}};
+    fmt::print("{}\n", out.dump());
+  } else {
+    fmt::print("baseline  {}: PPL {:.4f} ± {:.4f}\ncandidate {}: PPL {:.4f} ± {:.4f}\n", baseline_args.path, baseline.ppl,
+               baseline.ppl_stderr, candidate_args.path, candidate.ppl, candidate.ppl_stderr);
+    fmt::print("candidate − baseline: {:+.4f} ± {:.4f} PPL (paired over {} windows of {} tokens; {:.1f} standard errors)\n",
+               d.ppl_difference, d.ppl_difference_stderr, d.windows, options.ctx,
+               d.ppl_difference_stderr > 0 ? d.ppl_difference / d.ppl_difference_stderr : 0.0);
+  }
+}
+
 void run_generate(const ModelArgs& model_args, const std::string& prompt, const fbq::GenerateOptions& options) {
   const auto model = model_args.load();
   fmt::print(stderr, "sampling: {} (seed {})\n",
@@ -243,6 +272,20 @@ int main(int argc, char** argv) {
                          "paired comparisons of two models on the same text");
   perplexity->add_flag("--json", ppl_json, "print one JSON object instead of text");
 
+  ModelArgs compare_baseline, compare_candidate;
+  std::string compare_text;
+  fbq::PerplexityOptions compare_options;
+  bool compare_json = false;
+  auto* compare = app.add_subcommand(
+      "compare", "perplexity of two models on the same text, and their paired difference with its standard error");
+  compare->add_option("BASELINE", compare_baseline.path, "the reference model (directory or .bin)")->required();
+  compare->add_option("CANDIDATE", compare_candidate.path, "the model compared with it")->required();
+  compare->add_option("--text", compare_text, "text file (paragraphs separated by blank lines)")->required();
+  compare->add_option("--ctx", compare_options.ctx, "window length in tokens")->capture_default_str();
+  compare->add_option("--max-windows", compare_options.max_windows, "score only the first K windows (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  compare->add_flag("--json", compare_json, "print one JSON object instead of text");
+
   ModelArgs gen_model;
   std::string prompt;
   fbq::GenerateOptions gen_options;
@@ -365,6 +408,7 @@ int main(int argc, char** argv) {
       openblas_set_num_threads(threads);
     }
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
+    if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
     if (*method_bench) {

@@ -1,7 +1,11 @@
 // The float32 runtime against external references: PyTorch logits for ref-llama-12m, llama2.c's own greedy
 // output for stories260K, and self-consistency between batched prefill and one-token decode.
+#include <fmt/core.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "eval/generate.h"
 #include "eval/perplexity.h"
@@ -137,6 +141,80 @@ TEST(Perplexity, WindowsAndScoredTokens) {
   EXPECT_EQ(evaluate_perplexity(model, tokens, options).tokens, 7);
   options.ctx = static_cast<int>(n) + 1;
   EXPECT_THROW(evaluate_perplexity(model, tokens, options), Error) << "text shorter than one window";
+}
+
+TEST(Perplexity, TokenNllsAddUpAndRoundTripThroughNllOut) {
+  const auto dir = bundled_model();
+  FBQ_REQUIRE_FILE(dir / "model.safetensors");
+  const auto model = load_model(dir);
+  const auto tokens = model.tokenizer->encode("Call me Ishmael. Some years ago, never mind how long precisely.", true);
+  PerplexityOptions options;
+  options.ctx = 6;
+  options.progress = false;
+  const auto result = evaluate_perplexity(model, tokens, options);
+  ASSERT_EQ(static_cast<std::int64_t>(result.token_nll.size()), result.tokens);
+  double sum = 0.0;
+  for (const float nll : result.token_nll) sum += nll;
+  EXPECT_NEAR(sum / result.tokens, result.mean_nll, 1e-6);
+  test::TempDir tmp;
+  write_token_nll(tmp.path() / "nll.f32", result.token_nll);
+  const auto bytes = test::read_file(tmp.path() / "nll.f32");
+  ASSERT_EQ(bytes.size(), result.token_nll.size() * sizeof(float));
+  EXPECT_EQ(std::memcmp(bytes.data(), result.token_nll.data(), bytes.size()), 0);
+  EXPECT_THROW(write_token_nll(tmp.path() / "missing-dir" / "nll.f32", result.token_nll), Error);
+}
+
+TEST(Perplexity, PairedDifferenceCountsWindowsNotTokens) {
+  PerplexityResult baseline, candidate;
+  baseline.windows = candidate.windows = 2;
+  baseline.token_nll = {1.0f, 2.0f, 3.0f, 1.0f, 2.0f, 3.0f};
+  candidate.token_nll = {1.1f, 2.1f, 3.1f, 1.3f, 2.3f, 3.3f};  // window means shift by 0.1 and 0.3
+  baseline.ppl = 10.0;
+  candidate.ppl = 12.0;
+  const auto d = paired_difference(baseline, candidate);
+  EXPECT_EQ(d.windows, 2);
+  EXPECT_NEAR(d.nll_difference, 0.2, 1e-6);
+  EXPECT_NEAR(d.nll_difference_stderr, 0.1, 1e-6);  // sd of {0.1, 0.3} is 0.1414, over sqrt(2) windows
+  EXPECT_NEAR(d.ppl_difference, 2.0, 1e-12);
+  EXPECT_NEAR(d.ppl_difference_stderr, 1.2, 1e-5);
+  const auto same = paired_difference(baseline, baseline);
+  EXPECT_EQ(same.nll_difference, 0.0);
+  EXPECT_EQ(same.nll_difference_stderr, 0.0);
+  candidate.token_nll.pop_back();
+  EXPECT_THROW(paired_difference(baseline, candidate), Error);
+}
+
+// `fbq compare`: a model against itself differs by exactly nothing; two models whose tokenizers cut the text
+// differently cannot be paired, which is one error line before any scoring.
+TEST(CompareCli, PairsTheSameTokensOrRefuses) {
+  const auto dir = bundled_model();
+  const auto text = shared_dir() / "data" / "moby-test.txt";
+  const auto stories = shared_dir() / "models" / "stories260K" / "stories260K.bin";
+  FBQ_REQUIRE_FILE(dir / "model.safetensors");
+  FBQ_REQUIRE_FILE(text);
+  FBQ_REQUIRE_FILE(stories);
+  test::TempDir tmp;
+  const auto other = tmp.path() / "stories";  // a model with its own tokenizer, found beside it
+  std::filesystem::create_directories(other);
+  std::filesystem::copy_file(stories, other / "stories260K.bin");
+  std::filesystem::copy_file(stories.parent_path() / "tok512.bin", other / "tokenizer.bin");
+  const auto out = tmp.path() / "out.json", err = tmp.path() / "err.txt";
+  const auto run = [&](const std::filesystem::path& candidate) {
+    const auto command = fmt::format("'{}' compare '{}' '{}' --text '{}' --ctx 64 --max-windows 3 --json >'{}' 2>'{}'",
+                                     FBQ_CLI_PATH, dir.string(), candidate.string(), text.string(), out.string(),
+                                     err.string());
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  ASSERT_EQ(run(dir), 0) << test::read_file(err);
+  const auto json = test::read_file(out);
+  EXPECT_NE(json.find("\"ppl_difference\":0.0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"ppl_difference_stderr\":0.0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"windows\":3"), std::string::npos) << json;
+  EXPECT_EQ(run(other / "stories260K.bin"), 1);
+  const auto message = test::read_file(err);
+  EXPECT_NE(message.find("fbq: error: the two models' tokenizers cut"), std::string::npos) << message;
+  EXPECT_EQ(message.find("perplexity:"), std::string::npos) << "refused before scoring: " << message;
 }
 
 }  // namespace

@@ -57,7 +57,8 @@ def token_nll(row, text):
 
 def paired(row, base, text):
     """PPL(row) − PPL(base) on the same tokens, ± a standard error that treats windows (not tokens) as the
-    independent units: the per-window mean NLL differences are what vary from sample to sample."""
+    independent units: the per-window mean NLL differences are what vary from sample to sample. The same
+    statistic as `fbq compare` (src/eval/perplexity.h paired_difference), from the rows' --nll-out files."""
     if base is None or row is base:
         return "–"
     a, b = token_nll(row, text), token_nll(base, text)
@@ -68,8 +69,7 @@ def paired(row, base, text):
     diffs = [sum(a[i] - b[i] for i in range(w * per, (w + 1) * per)) / per for w in range(windows)]
     mean = sum(diffs) / windows
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (windows - 1))
-    base_ppl = base[text]["ppl"]
-    return f"{base_ppl * math.expm1(mean):+.2f} ± {base_ppl * math.exp(mean) * sd / math.sqrt(windows):.2f}"
+    return f'{row[text]["ppl"] - base[text]["ppl"]:+.2f} ± {row[text]["ppl"] * sd / math.sqrt(windows):.2f}'
 
 
 PAIRED_NOTE = ("Δ vs {}: the PPL difference on the same tokens, ± its standard error over windows (paired: far "

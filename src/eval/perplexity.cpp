@@ -101,6 +101,31 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   return result;
 }
 
+PairedDifference paired_difference(const PerplexityResult& baseline, const PerplexityResult& candidate) {
+  const auto& a = baseline.token_nll;
+  const auto& b = candidate.token_nll;
+  if (a.empty() || a.size() != b.size() || baseline.windows != candidate.windows || a.size() % baseline.windows != 0)
+    fail("paired comparison needs the same tokens: {} tokens in {} windows against {} in {}", a.size(), baseline.windows,
+         b.size(), candidate.windows);
+  const std::size_t per_window = a.size() / baseline.windows;
+  double sum = 0.0, sum_squares = 0.0;
+  for (int w = 0; w < baseline.windows; ++w) {
+    double window = 0.0;
+    for (std::size_t i = w * per_window; i < (w + 1) * per_window; ++i) window += static_cast<double>(b[i]) - a[i];
+    window /= static_cast<double>(per_window);
+    sum += window;
+    sum_squares += window * window;
+  }
+  PairedDifference d;
+  d.windows = baseline.windows;
+  d.nll_difference = sum / d.windows;
+  const double variance = std::max(0.0, (sum_squares - sum * d.nll_difference) / std::max(1, d.windows - 1));
+  d.nll_difference_stderr = std::sqrt(variance / d.windows);
+  d.ppl_difference = candidate.ppl - baseline.ppl;
+  d.ppl_difference_stderr = candidate.ppl * d.nll_difference_stderr;
+  return d;
+}
+
 void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll) {
   static_assert(std::endian::native == std::endian::little, "--nll-out writes little-endian float32");
   auto temp = path;

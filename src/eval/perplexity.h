@@ -35,6 +35,20 @@ struct PerplexityOptions {
 // Only whole windows are scored (a partial tail window is dropped, as in the reference PyTorch figures).
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options);
 
+// Candidate against baseline on the same tokens (same text, ctx and windows): the difference of mean NLLs
+// and of PPLs, with standard errors that treat windows, not tokens, as the independent units (tokens of one
+// window share their context, so the token-level spread would understate the error). Pairing removes the
+// spread of the text itself, which dominates each PPL's own standard error.
+struct PairedDifference {
+  double nll_difference = 0;         // mean NLL(candidate) − mean NLL(baseline)
+  double nll_difference_stderr = 0;  // over per-window mean differences
+  double ppl_difference = 0;         // PPL(candidate) − PPL(baseline)
+  double ppl_difference_stderr = 0;  // delta method: PPL(candidate) · nll_difference_stderr
+  int windows = 0;
+};
+// Throws unless both results scored the same number of tokens in the same windows.
+PairedDifference paired_difference(const PerplexityResult& baseline, const PerplexityResult& candidate);
+
 // Writes per-token NLLs as raw little-endian float32 (`fbq perplexity --nll-out`), atomically (temp + rename),
 // so that two models scored on the same text can be compared token by token (a paired difference).
 void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll);
