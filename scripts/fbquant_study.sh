@@ -7,7 +7,8 @@
 #            One section per bit width (budgets-w3, budgets-w2, budgets-w4 run one of them; budgets runs all).
 #   paired:  the rows that decide "FBQuant against GPTQ at equal bits" at W3 and W2 g128, each scored against GPTQ
 #            token by token (paired differences), with the output error against the float model reported for
-#            every row, and --float-target (asymmetric calibration) and --true-sequential for GPTQ and FBQuant.
+#            every row, --float-target (asymmetric calibration) and --true-sequential for GPTQ and FBQuant, and GPTQ
+#            on two other calibration seeds (how much PPL moves with the calibration sample alone).
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
 # Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]
 #   (default: tuning and budgets; ~2.5 h on 2 cores)
@@ -61,6 +62,8 @@ for part in "${parts[@]}"; do
     f=(--report-float-error)
     for bits in 3 2; do
       row paired "GPTQ" $bits 128 "sotu moby" --method gptq "${f[@]}"
+      # The calibration-sample lottery: the same method on other windows (and seeds) of the same text.
+      for seed in 1 2; do SEED=$seed row paired "GPTQ, calibration seed $seed" $bits 128 "sotu moby" --method gptq "${f[@]}"; done
       row paired "GPTQ, float target" $bits 128 "sotu moby" --method gptq --float-target
       row paired "GPTQ g64" $bits 64 "sotu moby" --method gptq "${f[@]}"
       row paired "LQER, 0.25-bit branch" $bits 128 "sotu moby" --method lqer --branch-bits 0.25 "${f[@]}"

@@ -142,19 +142,23 @@ def fbquant_tuning(rows):
 def fbquant_budgets(bits):
     def render(rows):
         name = f"fbquant-budgets-w{bits}"
+        base = next((r for r in rows if r["label"] == "GPTQ"), None)
+        # Rows scored before --nll-out existed carry no per-token NLLs: then the table has no paired columns.
+        pairs = any(token_nll(r, "moby") is not None for r in rows)
         out = [f"## FBQuant at branch budgets, beside the baselines: W{bits} (g128 unless stated)", "",
                generated_by(name), "", calibration_line(rows),
                H_NOTE + " A branch of X bits sizes each layer's rank to r = ⌊X·m·n / (16·(m+n))⌋; rows without a "
-               "branch at g64/g32 cost about what a 0.25/0.5-bit branch does. FBQuant: 300 Adam steps, lr 3e-3, svd init.",
-               PAIRED_NOTE.format("GPTQ"), "",
-               "| method | group | bits/weight | H-error (train) | H-error (held-out) | sotu-test PPL | Δ vs GPTQ | "
-               "moby-test PPL | Δ vs GPTQ | quantize s |", "|---|---|---|---|---|---|---|---|---|---|"]
-        base = next((r for r in rows if r["label"] == "GPTQ"), None)
+               "branch at g64/g32 cost about what a 0.25/0.5-bit branch does. FBQuant: 300 Adam steps, lr 3e-3, svd init."]
+        out += [PAIRED_NOTE.format("GPTQ")] if pairs else []
+        delta = " Δ vs GPTQ |" if pairs else ""
+        out += ["", f"| method | group | bits/weight | H-error (train) | H-error (held-out) | sotu-test PPL |{delta} "
+                f"moby-test PPL |{delta} quantize s |", "|---" * (8 + 2 * pairs) + "|"]
         for r in sorted(rows, key=lambda r: r["quant"]["bits_per_weight"]):
             train, val = errors(r)
-            out.append(f'| {r["label"]} | {r["group"]} | {bpw(r)} | {train} | {val} | {ppl(r, "sotu")} | '
-                       f'{paired(r, base, "sotu")} | {ppl(r, "moby")} | {paired(r, base, "moby")} | '
-                       f'{r["quant"]["seconds"]:.0f} |')
+            sotu = f' {paired(r, base, "sotu")} |' if pairs else ""
+            moby = f' {paired(r, base, "moby")} |' if pairs else ""
+            out.append(f'| {r["label"]} | {r["group"]} | {bpw(r)} | {train} | {val} | {ppl(r, "sotu")} |{sotu} '
+                       f'{ppl(r, "moby")} |{moby} {r["quant"]["seconds"]:.0f} |')
         return out
     return render
 
@@ -168,7 +172,8 @@ def fbquant_paired(rows):
            "W̃ = W − W·Kᵀ·H⁻¹ (K = X·(X − X̄)ᵀ/N), which aims each linear at the float model's output (asymmetric "
            "calibration, `fbq quantize --float-target`). `true sequential`: q/k/v, o, gate/up and down are quantized in "
            "turn, each from inputs that pass through the ones already quantized (`--true-sequential`). FBQuant: 300 "
-           "Adam steps, lr 3e-3, svd init.",
+           "Adam steps, lr 3e-3, svd init. `calibration seed k`: the same GPTQ on other calibration windows: the spread "
+           "that the calibration sample alone puts on PPL, beside which the other Δs are to be read.",
            PAIRED_NOTE.format("GPTQ (same bits, g128)")]
     for bits in sorted({r["bits"] for r in rows}, reverse=True):
         group = [r for r in rows if r["bits"] == bits]

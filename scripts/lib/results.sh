@@ -27,12 +27,14 @@ score() {  # score MODEL_DIR TEXT_NAME NLL_FILE -> perplexity JSON; per-token NL
   "$FBQ" perplexity "$1" --text "$SHARED/data/$2-test.txt" --ctx 256 --max-windows "$WINDOWS" --nll-out "$3" --json 2>/dev/null
 }
 
-# row SECTION LABEL BITS GROUP TEXTS QUANTIZE_ARGS...: quantize with the current NSAMPLES/VAL, score on TEXTS
+# row SECTION LABEL BITS GROUP TEXTS QUANTIZE_ARGS...: quantize with the current NSAMPLES/VAL/SEED, score on TEXTS
 # ("sotu moby" or "moby"); BITS 16 with no arguments scores the original model.
 row() {
   local section=$1 label=$2 bits=$3 group=$4 texts=$5; shift 5
   local key
-  key=$(printf '%s|' "$section" "$label" "$bits" "$group" "$texts" "$NSAMPLES" "$VAL" "$WINDOWS" "$@" | md5sum | cut -c1-16)
+  local seed=${SEED:-0}  # calibration windows and method seed; rows at seed 0 keep the keys they always had
+  key=$(printf '%s|' "$section" "$label" "$bits" "$group" "$texts" "$NSAMPLES" "$VAL" "$WINDOWS" "$@" ${SEED:+seed=$SEED} |
+        md5sum | cut -c1-16)
   if grep -q "\"key\":\"$key\"" "$RESULTS"; then echo "== $section: $label W$bits g$group (kept from an earlier run)" >&2; return; fi
   echo "== $section: $label W$bits g$group" >&2
   local dir=$MODEL quant=null report=null scores="" text
@@ -40,13 +42,13 @@ row() {
     dir=$WORK/q
     rm -rf "$dir"
     quant=$("$FBQ" quantize "$MODEL" -o "$dir" --bits "$bits" --group-size "$group" --calib "$SHARED/data/train.txt" \
-            --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed 0 --quiet --json "$@" 2>/dev/null)
+            --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed "$seed" --quiet --json "$@" 2>/dev/null)
     report=$(python3 scripts/lib/render.py summarize "$dir/quant_report.json")
   fi
   mkdir -p build/results/nll
   for text in $texts; do scores+=",\"$text\":$(score "$dir" "$text" "build/results/nll/$key-$text.f32")"; done
-  printf '{"key":"%s","section":"%s","label":"%s","bits":%s,"group":%s,"nsamples":%s,"val":%s,"windows":%s,"quant":%s,"report":%s%s}\n' \
-    "$key" "$section" "$label" "$bits" "$group" "$NSAMPLES" "$VAL" "$WINDOWS" "$quant" "$report" "$scores" >> "$RESULTS"
+  printf '{"key":"%s","section":"%s","label":"%s","bits":%s,"group":%s,"nsamples":%s,"val":%s,"windows":%s,"seed":%s,"quant":%s,"report":%s%s}\n' \
+    "$key" "$section" "$label" "$bits" "$group" "$NSAMPLES" "$VAL" "$WINDOWS" "$seed" "$quant" "$report" "$scores" >> "$RESULTS"
 }
 
 render() {  # render SECTION: rewrite that section of $RESULTS_DOC (docs/RESULTS.md) from $RESULTS
