@@ -42,12 +42,12 @@ struct QuantizeOptions {
 struct LinearReport {
   std::string name;
   int out_features = 0, in_features = 0;
-  double error = 0;      // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) of the method
+  double error = 0;      // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) of the method (W̃ in place of W with --float-target)
   double error_rtn = 0;  // the same for plain RTN at the same bits/group (the "before")
   std::optional<double> error_validation;  // the method's error on the held-out H (--val-samples)
   // --float-target: ‖W_F·X − W·X̄‖² / ‖W·X̄‖², the output error against the float model (training, held-out)
   std::optional<double> error_float, error_float_validation;
-  double seconds = 0;
+  double seconds = 0;  // the method's time (with --float-target, W̃ included)
   double bits_per_weight = 0;
   std::string note;
   std::vector<std::pair<std::string, double>> metrics;
