@@ -24,9 +24,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// What the pipeline gathers about one distinct linear input while a layer runs on the calibration windows: H of the training and of the held-out windows and, when it tracks the float model, how the input
-// drifts from the float model's (the float model's input of a window is held until the quantized model's
-// input of the same window arrives).
+// What the pipeline gathers about one distinct linear input while a layer runs on the calibration windows:
+// H of the training and of the held-out windows and, when it tracks the float model, how the input drifts
+// from the float model's (the float model's input of a window is held until the quantized model's input of
+// the same window arrives).
 struct InputCapture {
   explicit InputCapture(int n, bool drift) : train(n), validation(n) {
     if (drift) train_drift.emplace(n), validation_drift.emplace(n);
