@@ -55,21 +55,26 @@ def token_nll(row, text):
     return values
 
 
-def paired(row, base, text):
-    """PPL(row) − PPL(base) on the same tokens, ± a standard error that treats windows (not tokens) as the
-    independent units: the per-window mean NLL differences are what vary from sample to sample. The same
-    statistic as `fbq compare` (src/eval/perplexity.h paired_difference), from the rows' --nll-out files."""
+def paired_values(row, base, text):
+    """(PPL(row) − PPL(base), its standard error) on the same tokens, or None without both NLL files. Windows,
+    not tokens, are the independent units: the per-window mean NLL differences are what vary from sample to
+    sample. The same statistic as `fbq compare` (src/eval/perplexity.h paired_difference)."""
     if base is None or row is base:
-        return "–"
+        return None
     a, b = token_nll(row, text), token_nll(base, text)
     windows = row[text]["windows"]
     if a is None or b is None or len(a) != len(b) or len(a) % windows:
-        return "–"
+        return None
     per = len(a) // windows
     diffs = [sum(a[i] - b[i] for i in range(w * per, (w + 1) * per)) / per for w in range(windows)]
     mean = sum(diffs) / windows
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (windows - 1))
-    return f'{row[text]["ppl"] - base[text]["ppl"]:+.2f} ± {row[text]["ppl"] * sd / math.sqrt(windows):.2f}'
+    return row[text]["ppl"] - base[text]["ppl"], row[text]["ppl"] * sd / math.sqrt(windows)
+
+
+def paired(row, base, text):
+    values = paired_values(row, base, text)
+    return "–" if values is None else f"{values[0]:+.2f} ± {values[1]:.2f}"
 
 
 PAIRED_NOTE = ("Δ vs {}: the PPL difference on the same tokens, ± its standard error over windows (paired: far "
@@ -185,6 +190,13 @@ def fbquant_paired(rows):
             out.append(f'| {r["label"]} | {bpw(r)} | {fmt(rep.get("float_error"), ".5f")} | '
                        f'{fmt(rep.get("float_error_val"), ".5f")} | {ppl(r, "sotu")} | {paired(r, base, "sotu")} | '
                        f'{ppl(r, "moby")} | {paired(r, base, "moby")} | {r["quant"]["seconds"]:.0f} |')
+        seeds = [r for r in group if r["label"].startswith("GPTQ, calibration seed")]
+        spread = {t: [v[0] for v in (paired_values(r, base, t) for r in seeds) if v] for t in ("sotu", "moby")}
+        if spread["sotu"] and spread["moby"]:
+            out += ["", f"Calibration lottery at W{bits}: GPTQ on {len(seeds)} other calibration samples lands "
+                    f"{', '.join(f'{d:+.2f}' for d in spread['sotu'])} (sotu) and "
+                    f"{', '.join(f'{d:+.2f}' for d in spread['moby'])} (moby) from seed 0: a method's Δ inside that "
+                    "range is not a difference between methods."]
     return out
 
 
