@@ -249,8 +249,16 @@ TEST_F(QuantizePipeline, FloatTargetAimsAtTheFloatModel) {
       EXPECT_NEAR(*r.error_float, r.error, 1e-9 * r.error) << r.name;
     }
   EXPECT_LT(mean_float_error(aimed_summary), 0.97 * mean_float_error(plain_summary));
+  // The residual stream's drift from the float model, after every layer: nonzero once anything is quantized.
+  ASSERT_EQ(plain_summary.stream_drift.size(), 6u);
+  for (const auto& d : plain_summary.stream_drift) {
+    EXPECT_GT(d.train, 0.0);
+    EXPECT_LT(d.train, 1.0);
+    EXPECT_FALSE(d.validation) << "no held-out windows in this run";
+  }
+  EXPECT_NE(test::read_file(plain.output / "quant_report.json").find("\"stream_drift\""), std::string::npos);
   EXPECT_NE(test::read_file(plain.output / "model.safetensors"), test::read_file(aimed.output / "model.safetensors"));
-  quantize_model(untracked);
+  EXPECT_TRUE(quantize_model(untracked).stream_drift.empty());
   EXPECT_EQ(test::read_file(plain.output / "model.safetensors"), test::read_file(untracked.output / "model.safetensors"));
   EXPECT_GT(mean_float_error(plain_summary), 0.0);
 }

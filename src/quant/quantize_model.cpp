@@ -147,6 +147,21 @@ QuantizedLinear quantize_linear(const QuantMethod& method, const QuantizeOptions
   return out;
 }
 
+// StreamDrift of the two streams (windows of `window_size` values; the first `train_windows` are training).
+StreamDrift stream_drift(const std::vector<float>& hidden, const std::vector<float>& float_hidden, std::size_t window_size,
+                         int train_windows) {
+  double error[2] = {0, 0}, energy[2] = {0, 0};
+  for (std::size_t i = 0; i < hidden.size(); ++i) {
+    const int part = i / window_size >= static_cast<std::size_t>(train_windows);
+    const double d = static_cast<double>(hidden[i]) - float_hidden[i];
+    error[part] += d * d;
+    energy[part] += static_cast<double>(float_hidden[i]) * float_hidden[i];
+  }
+  StreamDrift drift{energy[0] > 0 ? error[0] / energy[0] : 0.0, std::nullopt};
+  if (energy[1] > 0) drift.validation = error[1] / energy[1];
+  return drift;
+}
+
 std::filesystem::path temporary_output(const std::filesystem::path& output) {
   const auto parent = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
   return parent / fmt::format(".{}.tmp-{}", output.filename().string(), ::getpid());
@@ -331,7 +346,12 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     double layer_error = 0;
     for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
       layer_error += summary.linears[i].error / std::size(kProjections);
-    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}", l, layer_error));
+    std::string drift_note;
+    if (float_layer) {
+      summary.stream_drift.push_back(stream_drift(hidden, float_hidden, c.dim * tokens_per_window, options.nsamples));
+      drift_note = fmt::format(", stream drift {:.5f}", summary.stream_drift.back().train);
+    }
+    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}{}", l, layer_error, drift_note));
   }
 
   writer.add_floats("model.norm.weight", reader.dtype_of("model.norm.weight"), {c.dim}, reader.final_norm());
@@ -381,7 +401,10 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     for (const auto& [key, value] : r.metrics) entry[key] = value;
     layers.push_back(std::move(entry));
   }
-  const json report = {
+  json drift = json::array();
+  for (const auto& d : summary.stream_drift)
+    drift.push_back(d.validation ? json{{"train", d.train}, {"validation", *d.validation}} : json{{"train", d.train}});
+  json report = {
       {"method", options.method},
       {"options",
        {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
@@ -396,6 +419,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       {"source_model", options.model.filename().string()},
       {"bits_per_weight", summary.bits_per_weight},
       {"layers", layers}};
+  if (!summary.stream_drift.empty()) report["stream_drift"] = drift;
   // Timings and memory vary run to run; they go to stdout/--json, not into the (reproducible) directory.
   std::ofstream(temp / "quant_report.json") << report.dump(2) << "\n";
 

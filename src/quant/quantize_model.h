@@ -53,8 +53,17 @@ struct LinearReport {
   std::vector<std::pair<std::string, double>> metrics;
 };
 
+// How far the quantized model's hidden state (the residual stream) is from the float model's after a layer,
+// ‖h − h̄‖² / ‖h̄‖² summed over the calibration tokens (tracked with --float-target / --report-float-error):
+// the end-to-end counterpart of the per-linear errors.
+struct StreamDrift {
+  double train = 0;
+  std::optional<double> validation;
+};
+
 struct QuantizeSummary {
   std::vector<LinearReport> linears;
+  std::vector<StreamDrift> stream_drift;  // one per decoder layer, when the float model is tracked
   double seconds = 0;
   double bits_per_weight = 0;  // over all quantized linears
   long peak_rss_kib = 0;
