@@ -9,22 +9,24 @@
 #            token by token (paired differences), with the output error against the float model reported for
 #            every row, --float-target (asymmetric calibration) and --true-sequential for GPTQ and FBQuant, and GPTQ
 #            on two other calibration seeds (how much PPL moves with the calibration sample alone).
+#   drift:   the same models as paired (quantized only, not scored), with the residual stream's drift from the
+#            float model after every layer beside the per-linear error: which of the two follows PPL.
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
-# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]
-#   (default: tuning and budgets; ~2.5 h on 2 cores)
+# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift]
+#   (default: all parts; ~4.5 h on 2 cores)
 #   --quick: 8+4 calibration windows and 20 PPL windows (smoke run); --resume: keep rows already measured.
 resume=0 quick=0 parts=()
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --resume) resume=1 ;;
-    tuning|paired) parts+=("$arg") ;;
+    tuning|paired|drift) parts+=("$arg") ;;
     budgets) parts+=(budgets-w3 budgets-w2 budgets-w4) ;;
     budgets-w[234]) parts+=("$arg") ;;
-    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift]" >&2; exit 2 ;;
   esac
 done
-((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4 paired)
+((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4 paired drift)
 if ((quick)); then export NSAMPLES=8 VAL=4 WINDOWS=20; else export NSAMPLES=64 VAL=32 WINDOWS=0; fi
 source "$(dirname "$0")/lib/results.sh"
 fb=(--method fbquant)
@@ -74,6 +76,17 @@ for part in "${parts[@]}"; do
       row paired "GPTQ, true sequential, float target" $bits 128 "sotu moby" --method gptq --true-sequential --float-target
       row paired "FBQuant gptq inside, 0.25-bit branch, true sequential, float target" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 --true-sequential --float-target
       render fbquant-paired
+    done
+  elif [ "$part" = drift ]; then
+    f=(--report-float-error)
+    for bits in 2 3; do
+      row drift "GPTQ" $bits 128 "" --method gptq "${f[@]}"
+      row drift "GPTQ, float target" $bits 128 "" --method gptq --float-target
+      row drift "GPTQ g64" $bits 64 "" --method gptq "${f[@]}"
+      row drift "FBQuant gptq inside, 0.25-bit branch" $bits 128 "" "${fb[@]}" --branch-bits 0.25 -O steps=300 "${f[@]}"
+      row drift "FBQuant gptq inside, 0.25-bit branch, float target" $bits 128 "" "${fb[@]}" --branch-bits 0.25 -O steps=300 --float-target
+      [ $bits = 2 ] && row drift "GPTQ, true sequential, float target" $bits 128 "" --method gptq --true-sequential --float-target
+      render fbquant-drift
     done
   else
     bits=${part#budgets-w}

@@ -16,7 +16,8 @@ import sys
 
 SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_study.sh tuning",
            **{f"fbquant-budgets-w{b}": f"scripts/fbquant_study.sh budgets-w{b}" for b in (3, 2, 4)},
-           "fbquant-paired": "scripts/fbquant_study.sh paired", "kernels": "scripts/bench.sh",
+           "fbquant-paired": "scripts/fbquant_study.sh paired", "fbquant-drift": "scripts/fbquant_study.sh drift",
+           "kernels": "scripts/bench.sh",
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
 
 
@@ -28,6 +29,10 @@ def summarize(path):
         values = [layer[key] for layer in layers if key in layer]
         if values:
             out[key] = sum(values) / len(values)
+    drift = json.load(open(path)).get("stream_drift")
+    if drift:
+        out["stream_drift"] = [d["train"] for d in drift]
+        out["stream_drift_val"] = [d.get("validation") for d in drift]
     bounds = [layer["max_error_over_half_step"] for layer in layers if "max_error_over_half_step" in layer]
     if bounds:
         out["max_error_over_half_step"] = max(bounds)
@@ -200,6 +205,29 @@ def fbquant_paired(rows):
     return out
 
 
+def fbquant_drift(rows):
+    out = ["## Per-linear error against end-to-end drift (ref-llama-12m)", "", generated_by("fbquant-drift"), "",
+           calibration_line(rows),
+           "Error vs float: as in the paired table, the mean over the 42 linears of each one's output error against the "
+           "float model. Stream drift after layer l: ‖h − h̄‖²/‖h̄‖² of the residual stream leaving layer l, the quantized "
+           "model's h against the float model's h̄, summed over the training windows (last column: the held-out "
+           "windows after the last layer). The models are those of the paired table (same options, seed and "
+           "calibration), whose PPLs they are to be read beside."]
+    for bits in sorted({r["bits"] for r in rows}, reverse=True):
+        group = [r for r in rows if r["bits"] == bits]
+        layers = max(len((r["report"] or {}).get("stream_drift", [])) for r in group)
+        out += ["", f"### W{bits}", "", "| method | bits/weight | error vs float (train) | "
+                + " | ".join(f"drift after {l}" for l in range(layers)) + " | final drift (held-out) |",
+                "|---" * (4 + layers) + "|"]
+        for r in group:
+            rep = r["report"] or {}
+            drift = rep.get("stream_drift", [])
+            held_out = (rep.get("stream_drift_val") or [None])[-1]
+            out.append(f'| {r["label"]} | {bpw(r)} | {fmt(rep.get("float_error"), ".5f")} | '
+                       + " | ".join(f"{d:.5f}" for d in drift) + f' | {fmt(held_out, ".5f")} |')
+    return out
+
+
 def kernels(rows):
     bw = rows[0]["bandwidth_gbps"]
     out = ["## Decode kernels: GB/s against the memory roofline", "", generated_by("kernels"), "",
@@ -268,6 +296,7 @@ def fbquant_cost(rows):
 
 
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
+             "fbquant-drift": fbquant_drift,
              "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
