@@ -258,16 +258,18 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     session.reset();
     session.forward_layer(layer, index, target, options.seqlen, 0);
   };
-  // Runs every window through `layer` (the quantized model's stream) and, when the float model is tracked,
-  // first through `float_layer` (its stream); capturing passes leave both streams as they were, the last
-  // pass of a layer advances them in place to the next layer's inputs.
-  const auto run_windows = [&](const DecoderLayer& layer, const DecoderLayer* float_layer, int index, bool in_place) {
+  // Runs every window through `layer` (the quantized model's stream, advanced in place when `in_place`) and,
+  // when given, first through `float_layer` (the float model's stream, advanced when `float_in_place`).
+  // Capturing passes leave the quantized stream as it was; the float layer never changes, so its stream
+  // advances during the layer's last capturing pass instead of being run once more.
+  const auto run_windows = [&](const DecoderLayer& layer, const DecoderLayer* float_layer, int index, bool in_place,
+                               bool float_in_place) {
     for (std::size_t w = 0; w < windows.size(); ++w) {
       const std::size_t offset = w * tokens_per_window * c.dim;
       capture_state.validating = static_cast<int>(w) >= options.nsamples;
       if (float_layer) {
         capture_state.float_model = true;
-        run_window(*float_layer, index, &float_hidden[offset], in_place);
+        run_window(*float_layer, index, &float_hidden[offset], float_in_place);
         capture_state.float_model = false;
       }
       run_window(layer, index, &hidden[offset], in_place);
@@ -292,7 +294,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     const auto prefix = fmt::format("model.layers.{}.", l);
 
     // One capturing pass per stage, then the stage's projections are quantized and packed in place.
-    const auto quantize_stage = [&](const std::vector<Input>& stage) {
+    const auto quantize_stage = [&](const std::vector<Input>& stage, bool last_stage) {
       // Capture: wrap the first projection reading each of the stage's inputs (in both models' layers).
       std::array<std::optional<InputCapture>, kInputCount> captures;
       std::vector<std::pair<std::unique_ptr<Linear>*, std::unique_ptr<Linear>>> originals;
@@ -307,7 +309,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
           wrap(layer, projection);
           if (float_layer) wrap(*float_layer, projection);
         }
-      run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/false);
+      run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/false, /*float_in_place=*/last_stage);
       for (auto& [slot, original] : originals) *slot = std::move(original);
       std::array<LayerStats, kInputCount> stats;
       std::array<std::optional<InputDrift>, kInputCount> drifts, validation_drifts;
@@ -335,14 +337,14 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
         summary.linears.push_back(report);
       }
     };
-    for (const auto& stage : stages) quantize_stage(stage);
+    for (std::size_t i = 0; i < stages.size(); ++i) quantize_stage(stages[i], i + 1 == stages.size());
     writer.add_floats(prefix + "input_layernorm.weight", reader.dtype_of(prefix + "input_layernorm.weight"), {c.dim},
                       layer.attn_norm);
     writer.add_floats(prefix + "post_attention_layernorm.weight",
                       reader.dtype_of(prefix + "post_attention_layernorm.weight"), {c.dim}, layer.ffn_norm);
 
     // Pass 2: the next layer sees what the quantized layer produces.
-    run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/true);
+    run_windows(layer, /*float_layer=*/nullptr, l, /*in_place=*/true, /*float_in_place=*/false);
     double layer_error = 0;
     for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
       layer_error += summary.linears[i].error / std::size(kProjections);
