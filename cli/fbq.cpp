@@ -15,6 +15,9 @@
 #include "eval/method_bench.h"
 #include "eval/perplexity.h"
 #include "eval/speed.h"
+#include "eval/tasks/task.h"
+#include "eval/zeroshot.h"
+#include "eval/zeroshot_report.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
 #include "quant/quantize_model.h"
@@ -158,6 +161,53 @@ void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
   }
 }
 
+struct EvalArgs {
+  std::vector<std::string> tasks;
+  fbq::TaskSources sources;
+  std::string bos = "on";
+  fbq::EvalOptions options;
+  std::string samples_out, baseline;
+  bool json = false, show_subtasks = false;
+};
+
+void run_eval(const ModelArgs& model_args, const EvalArgs& args) {
+  if (args.bos != "on" && args.bos != "off") fbq::fail("--bos must be on or off (got '{}')", args.bos);
+  auto options = args.options;
+  options.scoring.bos = args.bos == "on";
+  const auto tasks = fbq::load_tasks(args.tasks, args.sources);  // data errors before the model loads
+  std::size_t documents = 0;
+  for (const auto& task : tasks) documents += task.documents.size();
+  fmt::print(stderr, "{} tasks, {} documents from {}{}\n", tasks.size(), documents, args.sources.data_dir.string(),
+             args.sources.limit > 0 ? fmt::format(" (--limit {} per task)", args.sources.limit) : "");
+  fmt::print(stderr, "bos: {}\n", options.scoring.bos
+                                       ? "on (BOS before every context, as lm-eval >= 0.4.9.2 with LLaMA tokenizers)"
+                                       : "off (no BOS, as lm-eval 0.4.0-0.4.9.1)");
+  std::optional<Model> baseline_model;
+  if (!args.baseline.empty()) {
+    ModelArgs baseline_args = model_args;
+    baseline_args.path = args.baseline;
+    baseline_model.emplace(baseline_args.load());
+  }
+  const auto model = model_args.load();
+  const auto results = fbq::evaluate_tasks(model, tasks, options);
+  if (!args.samples_out.empty()) fbq::write_samples(args.samples_out, results);
+  std::vector<fbq::PairedMetric> paired;
+  if (baseline_model) {
+    fmt::print(stderr, "baseline {}:\n", args.baseline);
+    paired = fbq::paired_metrics(fbq::evaluate_tasks(*baseline_model, tasks, options), results);
+  }
+  const fbq::EvalRunInfo info{model_args.path, options.scoring.bos, args.sources.limit, options.scoring.batch_tokens,
+                              args.sources.data_dir.string()};
+  if (args.json) {
+    auto out = fbq::results_json(results, info);
+    if (baseline_model) out["paired"] = {{"baseline", args.baseline}, {"metrics", fbq::paired_json(paired)}};
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("{} (bos {})\n{}", model_args.path, args.bos, fbq::format_results_table(results, args.show_subtasks));
+  if (baseline_model) fmt::print("\n{}", fbq::format_paired_table(paired, args.baseline, model_args.path));
+}
+
 std::string machine_line() {
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   return fmt::format("threads {}, OPENBLAS_CORETYPE={}, OMP_WAIT_POLICY={}, avx512 {}, avx2 {}", omp_get_max_threads(),
@@ -286,6 +336,34 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   compare->add_flag("--json", compare_json, "print one JSON object instead of text");
 
+  ModelArgs eval_model;
+  EvalArgs eval_args;
+  auto* eval = app.add_subcommand("eval", "zero-shot accuracy, scored as lm-evaluation-harness v0.4.x scores it");
+  eval_model.add_to(*eval);
+  eval->add_option("--tasks", eval_args.tasks,
+                   "comma-separated: arc_easy, arc_challenge, piqa, hellaswag, winogrande, boolq, openbookqa, "
+                   "lambada_openai, mmlu, mmlu_<subject>, all; last_word_sotu, last_word_moby, last_word:TEXTFILE; "
+                   "or FILE.jsonl (multiple choice: context, choices, gold[, continuation_suffix])")
+      ->required()->delimiter(',');
+  eval->add_option("--data", eval_args.sources.data_dir, "zero-shot data directory")->capture_default_str();
+  eval->add_option("--text-dir", eval_args.sources.text_dir, "directory of sotu-test.txt / moby-test.txt (last_word_*)")
+      ->capture_default_str();
+  eval->add_option("--limit", eval_args.sources.limit, "the first N documents of each task (each MMLU subject); 0 = all")
+      ->check(CLI::NonNegativeNumber);
+  eval->add_option("--bos", eval_args.bos, "on: BOS before every context (lm-eval >= 0.4.9.2); off: none (0.4.0-0.4.9.1)")
+      ->capture_default_str();
+  eval->add_option("--batch-tokens", eval_args.options.scoring.batch_tokens, "tokens per packed forward pass")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  eval->add_option("--bootstrap-iters", eval_args.options.bootstrap_iterations,
+                   "bootstrap resamples for the perplexity stderr (lm-eval's default; 0 = none)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  eval->add_option("--baseline", eval_args.baseline,
+                   "a second model scored on the same documents: paired differences (this model − baseline)");
+  eval->add_option("--samples-out", eval_args.samples_out, "per-document log-likelihoods, predictions and gold (JSONL)");
+  eval->add_flag("--subtasks", eval_args.show_subtasks, "list every MMLU subject in the table");
+  eval->add_flag("--json", eval_args.json, "print lm-eval-shaped JSON instead of the table");
+  eval->add_flag_callback("--quiet", [&] { eval_args.options.progress = false; }, "no progress lines");
+
   ModelArgs gen_model;
   std::string prompt;
   fbq::GenerateOptions gen_options;
@@ -409,6 +487,7 @@ int main(int argc, char** argv) {
     }
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
     if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
+    if (*eval) run_eval(eval_model, eval_args);
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*inspect) run_inspect(inspect_model);
     if (*method_bench) {

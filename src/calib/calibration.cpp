@@ -6,7 +6,7 @@
 #include <cmath>
 #include <random>
 
-#include "eval/perplexity.h"
+#include "io/text_files.h"
 #include "util/error.h"
 
 namespace fbq {

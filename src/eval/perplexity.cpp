@@ -4,7 +4,6 @@
 #include <bit>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
 #include "model/transformer.h"
 #include "util/error.h"
@@ -21,35 +20,7 @@ double negative_log_likelihood(std::span<const float> logits, int target) {
   return std::log(total) + max_logit - logits[target];
 }
 
-bool is_blank(const std::string& line) {
-  return line.find_first_not_of(" \t\r") == std::string::npos;
-}
-
 }  // namespace
-
-std::string read_paragraph_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open text file {}", path.string());
-  std::string text, paragraph, line;
-  const auto flush = [&] {
-    if (paragraph.empty()) return;
-    if (!text.empty()) text += "\n\n";
-    text += paragraph;
-    paragraph.clear();
-  };
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (is_blank(line)) {
-      flush();
-    } else {
-      if (!paragraph.empty()) paragraph += '\n';
-      paragraph += line;
-    }
-  }
-  flush();
-  if (text.empty()) fail("{}: no text found", path.string());
-  return text;
-}
 
 PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> tokens, const PerplexityOptions& options) {
   if (options.ctx < 2) fail("perplexity: --ctx must be at least 2 (got {})", options.ctx);

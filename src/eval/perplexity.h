@@ -8,12 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "io/text_files.h"  // read_paragraph_text
 #include "model/model.h"
 
 namespace fbq {
-
-// The test text of a file: its paragraphs (separated by blank lines) joined with "\n\n".
-std::string read_paragraph_text(const std::filesystem::path& path);
 
 struct PerplexityResult {
   double ppl = 0;

@@ -33,15 +33,17 @@ void rms_norm(const float* x, const float* weight, int size, float eps, float* o
 }
 
 InferenceSession::InferenceSession(const Model& model, int max_context)
-    : model_(model), max_context_(max_context > 0 ? max_context : model.config.max_seq_len) {
+    : model_(model),
+      max_context_(max_context > 0 ? max_context : model.config.max_seq_len),
+      max_positions_(std::max(max_context_, model.config.max_seq_len)) {
   const auto& c = model.config;
   const int half = c.head_dim / 2;
-  rope_cos_.resize(static_cast<std::size_t>(max_context_) * half);
+  rope_cos_.resize(static_cast<std::size_t>(max_positions_) * half);
   rope_sin_.resize(rope_cos_.size());
   for (int i = 0; i < half; ++i) {
     // float32 frequencies and angles, as the reference PyTorch and llama2.c implementations compute them.
     const float inv_freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
-    for (int pos = 0; pos < max_context_; ++pos) {
+    for (int pos = 0; pos < max_positions_; ++pos) {
       const float angle = static_cast<float>(pos) * inv_freq;
       rope_cos_[static_cast<std::size_t>(pos) * half + i] = std::cos(angle);
       rope_sin_[static_cast<std::size_t>(pos) * half + i] = std::sin(angle);
@@ -69,7 +71,12 @@ void InferenceSession::ensure_scratch(int n_tokens) {
   scratch_tokens_ = n_tokens;
 }
 
-void InferenceSession::attention(int layer, int n_tokens, int position) {
+void InferenceSession::place_sequential(int n_tokens, int position) {
+  placement_.resize(n_tokens);
+  for (int t = 0; t < n_tokens; ++t) placement_[t] = {position + t, position + t, 0, 0, 0};
+}
+
+void InferenceSession::attention(int layer, int n_tokens) {
   const auto& c = model_.config;
   const int head_dim = c.head_dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const int group = c.n_heads / c.n_kv_heads;
@@ -83,10 +90,14 @@ void InferenceSession::attention(int layer, int n_tokens, int position) {
       float* scores = &scores_[static_cast<std::size_t>(omp_get_thread_num()) * max_context_];
       const float* query = &q_[static_cast<std::size_t>(t) * q_dim + h * head_dim];
       const int kv_offset = (h / group) * head_dim;
-      const int visible = position + t + 1;  // causal: this token and everything before it
+      // The visible slots, in order: the shared prefix, then this token's own sequence up to itself (causal).
+      const TokenPlacement& p = placement_[t];
+      const int prefix = p.prefix_end - p.prefix_begin;
+      const int visible = prefix + (p.slot - p.own_begin + 1);
+      const auto slot_of = [&](int s) { return s < prefix ? p.prefix_begin + s : p.own_begin + (s - prefix); };
       float max_score = -INFINITY;
       for (int s = 0; s < visible; ++s) {
-        const float* key = keys + static_cast<std::size_t>(s) * kv_dim + kv_offset;
+        const float* key = keys + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
         float dot = 0.0f;
         for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
         scores[s] = dot * scale;
@@ -101,7 +112,7 @@ void InferenceSession::attention(int layer, int n_tokens, int position) {
       std::fill(out, out + head_dim, 0.0f);
       for (int s = 0; s < visible; ++s) {
         const float weight = scores[s] / total;
-        const float* value = values + static_cast<std::size_t>(s) * kv_dim + kv_offset;
+        const float* value = values + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
         for (int d = 0; d < head_dim; ++d) out[d] += weight * value[d];
       }
     }
@@ -109,10 +120,15 @@ void InferenceSession::attention(int layer, int n_tokens, int position) {
 }
 
 void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hidden, int n, int position) {
-  const auto& c = model_.config;
   if (position + n > max_context_)
     fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
   ensure_scratch(n);
+  place_sequential(n, position);
+  run_layer(layer, l, hidden, n);
+}
+
+void InferenceSession::run_layer(const DecoderLayer& layer, int l, float* hidden, int n) {
+  const auto& c = model_.config;
   const int half = c.head_dim / 2, kv_dim = c.kv_dim();
   for (int t = 0; t < n; ++t)
     rms_norm(&hidden[static_cast<std::size_t>(t) * c.dim], layer.attn_norm.data(), c.dim, c.rms_eps,
@@ -122,16 +138,16 @@ void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hi
   layer.v_proj->forward(normed_.data(), n, v_.data());
 
   for (int t = 0; t < n; ++t) {
-    const std::size_t pos = position + t;
+    const std::size_t pos = placement_[t].position;
     const float* cos = &rope_cos_[pos * half];
     const float* sin = &rope_sin_[pos * half];
     for (int h = 0; h < c.n_heads; ++h) apply_rope(&q_[static_cast<std::size_t>(t) * c.q_dim() + h * c.head_dim], cos, sin, half);
     for (int h = 0; h < c.n_kv_heads; ++h) apply_rope(&k_[static_cast<std::size_t>(t) * kv_dim + h * c.head_dim], cos, sin, half);
-    const std::size_t slot = (static_cast<std::size_t>(l) * max_context_ + pos) * kv_dim;
+    const std::size_t slot = (static_cast<std::size_t>(l) * max_context_ + placement_[t].slot) * kv_dim;
     std::copy_n(&k_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &key_cache_[slot]);
     std::copy_n(&v_[static_cast<std::size_t>(t) * kv_dim], kv_dim, &value_cache_[slot]);
   }
-  attention(l, n, position);
+  attention(l, n);
   layer.o_proj->forward(attn_out_.data(), n, projected_.data());
   add_in_place(hidden, projected_.data(), static_cast<std::size_t>(n) * c.dim);
 
@@ -140,13 +156,35 @@ void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hi
              &normed_[static_cast<std::size_t>(t) * c.dim]);
   layer.gate_proj->forward(normed_.data(), n, gate_.data());
   layer.up_proj->forward(normed_.data(), n, up_.data());
-  const std::size_t gated = static_cast<std::size_t>(n) * c.hidden_dim;
-  for (std::size_t i = 0; i < gated; ++i) {
+  const std::int64_t gated = static_cast<std::int64_t>(n) * c.hidden_dim;
+#pragma omp parallel for schedule(static) if (gated > 65536)
+  for (std::int64_t i = 0; i < gated; ++i) {
     const float g = gate_[i];
     gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];  // SwiGLU: silu(gate) · up
   }
   layer.down_proj->forward(gate_.data(), n, projected_.data());
   add_in_place(hidden, projected_.data(), static_cast<std::size_t>(n) * c.dim);
+}
+
+void InferenceSession::embed(std::span<const int> tokens) {
+  const auto& c = model_.config;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const int token = tokens[t];
+    if (token < 0 || token >= c.vocab_size) fail("forward: token id {} outside the vocabulary [0, {})", token, c.vocab_size);
+    const float* row = model_.embedding->data() + static_cast<std::size_t>(token) * c.dim;
+    std::copy(row, row + c.dim, &x_[t * c.dim]);
+  }
+}
+
+// Final norm and lm_head for the hidden states of `rows` only (gathered into normed_).
+std::span<const float> InferenceSession::logits_of(std::span<const int> rows) {
+  const auto& c = model_.config;
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    rms_norm(&x_[static_cast<std::size_t>(rows[r]) * c.dim], model_.final_norm.data(), c.dim, c.rms_eps,
+             &normed_[r * c.dim]);
+  logits_.resize(rows.size() * c.vocab_size);
+  if (!rows.empty()) model_.lm_head->forward(normed_.data(), static_cast<int>(rows.size()), logits_.data());
+  return logits_;
 }
 
 std::span<const float> InferenceSession::forward(std::span<const int> tokens, int position, bool all_logits) {
@@ -157,25 +195,38 @@ std::span<const float> InferenceSession::forward(std::span<const int> tokens, in
   if (position + n > max_context_)
     fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
   ensure_scratch(n);
-
-  for (int t = 0; t < n; ++t) {
-    const int token = tokens[t];
-    if (token < 0 || token >= c.vocab_size) fail("forward: token id {} outside the vocabulary [0, {})", token, c.vocab_size);
-    const float* row = model_.embedding->data() + static_cast<std::size_t>(token) * c.dim;
-    std::copy(row, row + c.dim, &x_[static_cast<std::size_t>(t) * c.dim]);
-  }
-
-  for (int l = 0; l < c.n_layers; ++l) forward_layer(model_.layers[l], l, x_.data(), n, position);
+  embed(tokens);
+  place_sequential(n, position);
+  for (int l = 0; l < c.n_layers; ++l) run_layer(model_.layers[l], l, x_.data(), n);
   cached_tokens_ += n;
 
-  const int first = all_logits ? 0 : n - 1;
-  const int rows = n - first;
-  for (int t = first; t < n; ++t)
-    rms_norm(&x_[static_cast<std::size_t>(t) * c.dim], model_.final_norm.data(), c.dim, c.rms_eps,
-             &normed_[static_cast<std::size_t>(t - first) * c.dim]);
-  logits_.resize(static_cast<std::size_t>(rows) * c.vocab_size);
-  model_.lm_head->forward(normed_.data(), rows, logits_.data());
-  return logits_;
+  std::vector<int> rows;
+  for (int t = all_logits ? 0 : n - 1; t < n; ++t) rows.push_back(t);
+  return logits_of(rows);
+}
+
+std::span<const float> InferenceSession::forward_packed(std::span<const int> tokens,
+                                                        std::span<const TokenPlacement> placement,
+                                                        std::span<const int> logit_rows) {
+  const auto& c = model_.config;
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) fail("forward: no tokens");
+  if (placement.size() != tokens.size()) fail("forward: {} placements for {} tokens", placement.size(), n);
+  if (n > max_context_) fail("forward: a packed batch of {} tokens exceeds the cache of {} slots", n, max_context_);
+  for (int t = 0; t < n; ++t) {
+    const auto& p = placement[t];
+    if (p.slot != t || p.position < 0 || p.position >= max_positions_ || p.prefix_begin < 0 ||
+        p.prefix_begin > p.prefix_end || p.prefix_end > p.own_begin || p.own_begin > p.slot)
+      fail("forward: invalid placement of packed token {}", t);
+  }
+  for (const int row : logit_rows)
+    if (row < 0 || row >= n) fail("forward: logit row {} outside the batch of {} tokens", row, n);
+  ensure_scratch(std::max(n, static_cast<int>(logit_rows.size())));
+  embed(tokens);
+  placement_.assign(placement.begin(), placement.end());
+  for (int l = 0; l < c.n_layers; ++l) run_layer(model_.layers[l], l, x_.data(), n);
+  cached_tokens_ = 0;
+  return logits_of(logit_rows);
 }
 
 }  // namespace fbq
