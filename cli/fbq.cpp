@@ -201,7 +201,7 @@ void run_eval(const ModelArgs& model_args, const EvalArgs& args) {
   if (args.json) {
     auto out = fbq::results_json(results, info);
     if (baseline_model) out["paired"] = {{"baseline", args.baseline}, {"metrics", fbq::paired_json(paired)}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", out.dump());
     return;
   }
   fmt::print("{} (bos {})\n{}", model_args.path, args.bos, fbq::format_results_table(results, args.show_subtasks));

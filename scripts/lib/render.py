@@ -17,7 +17,7 @@ import sys
 SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_study.sh tuning",
            **{f"fbquant-budgets-w{b}": f"scripts/fbquant_study.sh budgets-w{b}" for b in (3, 2, 4)},
            "fbquant-paired": "scripts/fbquant_study.sh paired", "fbquant-drift": "scripts/fbquant_study.sh drift",
-           "kernels": "scripts/bench.sh",
+           "kernels": "scripts/bench.sh", "zeroshot": "scripts/zeroshot.sh",
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
 
 
@@ -297,8 +297,144 @@ def fbquant_cost(rows):
 
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift,
-             "kernels": kernels, "speed": speed,
+             "kernels": kernels, "speed": speed, "zeroshot": zeroshot,
              "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
+
+ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),
+            ("winogrande", "WinoGrande"), ("boolq", "BoolQ"), ("openbookqa", "OBQA"), ("lambada_openai", "LAMBADA"),
+            ("mmlu", "MMLU")]
+ZS_WORDS = [("last_word_sotu", "sotu"), ("last_word_moby", "moby")]
+
+
+def zs_results(row):
+    out = {}
+    for part in row["eval"]:
+        out.update(part["results"])
+        out.setdefault("_samples", {}).update(part["n-samples"])
+    return out
+
+
+def zs_headline(res, task):
+    """acc_norm where the task reports it, else acc (the usual column of published tables)."""
+    r = res.get(task)
+    if r is None:
+        return None
+    key = "acc_norm" if "acc_norm,none" in r else "acc"
+    return r[f"{key},none"], r[f"{key}_stderr,none"], key
+
+
+def zs_samples(row):
+    """(task, doc_id) → per-document values, MMLU subjects under the group name."""
+    docs = {}
+    for line in open(f'build/results/zeroshot/{row["key"]}.samples.jsonl'):
+        d = json.loads(line)
+        task = "mmlu" if d["task"].startswith("mmlu_") else d["task"]
+        docs[(task, d["task"], d["doc_id"])] = d
+    return docs
+
+
+def zs_paired(row, base, task, value):
+    """Mean of value(candidate doc) − value(baseline doc) over the documents both scored, and its stderr."""
+    a, b = zs_samples(row), zs_samples(base)
+    diffs = [value(a[k]) - value(b[k]) for k in a if k[0] == task and k in b]
+    if len(diffs) < 2:
+        return None
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    return mean, sd / math.sqrt(len(diffs)), len(diffs)
+
+
+def zs_headline_value(task_metric):
+    return lambda d: d["acc_norm"] if task_metric == "acc_norm" else d["acc"]
+
+
+def zeroshot(rows):
+    fp = {r["bos"]: r for r in rows if r["bits"] == 16}
+    out = ["## Zero-shot: ref-llama-12m (`fbq eval`, lm-eval v0.4.x scoring)", "", generated_by("zeroshot"), "",
+           "The benchmark tasks are near chance for a 12M-parameter model (ARC/OBQA/MMLU 4 choices: 25%; PIQA, "
+           "WinoGrande, BoolQ 2 choices: 50%, BoolQ's majority class 62%); the derived last-word tasks (LAMBADA's "
+           "request on paragraphs of sotu-test / moby-test, docs/EVAL.md) are where this model's quantization "
+           "differences show.", ""]
+    for bos, r in sorted(fp.items(), reverse=True):
+        res = zs_results(r)
+        out += [f"### FP, every task whole, `--bos {bos}` ({r['seconds']} s in all)", "",
+                "| task | metric | value | ± stderr | n | seconds |", "|---|---|---|---|---|---|"]
+        for task, _ in ZS_TASKS + ZS_WORDS:
+            t = res.get(task)
+            if not t:
+                continue
+            n = res["_samples"].get(task, {}).get("effective", "")
+            if task == "mmlu":
+                n = sum(v["effective"] for k, v in res["_samples"].items() if k.startswith("mmlu_"))
+            for metric in ("acc", "acc_norm", "perplexity"):
+                if f"{metric},none" in t:
+                    se = t[f"{metric}_stderr,none"]
+                    se = f"{se:.4f}" if isinstance(se, float) else se
+                    out.append(f'| {task} | {metric} | {t[f"{metric},none"]:.4f} | {se} | {n} | {t.get("seconds", 0):.1f} |')
+        out.append("")
+    quant = [r for r in rows if r["bits"] != 16]
+    base = fp.get("on")
+    if quant and base:
+        q0 = quant[0]
+        out += [f"### Quantized, g128, `--bos on`: first {q0['limit']} documents of each task, first {q0['mmlu_limit']} "
+                f"of each MMLU subject ({57 * q0['mmlu_limit']} questions)", "",
+                f"Calibration: `train.txt`, {q0['nsamples']} windows × 256 tokens, seed 0 (as the quality table). "
+                "Values: acc_norm where the task reports it (ARC, PIQA, HellaSwag, OBQA), else acc. FP is scored on "
+                "the same documents (its rows restricted to them). Δ avg: the mean over the 9 tasks of the paired "
+                "per-document differences against FP, ± its standard error.", "",
+                "| method | W | bpw | " + " | ".join(n for _, n in ZS_TASKS) + " | avg | Δ avg vs FP |",
+                "|---|---|---|" + "---|" * len(ZS_TASKS) + "---|---|"]
+        docs_fp = zs_samples(base)
+        keys = set().union(*(zs_samples(r).keys() for r in quant[:1]))
+
+        def restricted(task, metric):
+            vals = [zs_headline_value(metric)(docs_fp[k]) for k in keys if k[0] == task and k in docs_fp]
+            return sum(vals) / len(vals) if vals else None
+        fp_res = zs_results(base)
+        cells = []
+        for task, _ in ZS_TASKS:
+            metric = zs_headline(fp_res, task)[2]
+            cells.append(restricted(task, metric))
+        out.append("| FP | – | 16 | " + " | ".join(fmt(c, ".3f") for c in cells) +
+                   f" | {sum(cells) / len(cells):.3f} | – |")
+        for r in quant:
+            res = zs_results(r)
+            vals, diffs, ses = [], [], []
+            for task, _ in ZS_TASKS:
+                h = zs_headline(res, task)
+                vals.append(h[0] if h else None)
+                p = zs_paired(r, base, task, zs_headline_value(h[2])) if h else None
+                if p:
+                    diffs.append(p[0])
+                    ses.append(p[1])
+            avg = sum(v for v in vals if v is not None) / len(vals)
+            delta = (f"{sum(diffs) / len(diffs) * 100:+.2f} ± {math.sqrt(sum(s * s for s in ses)) / len(ses) * 100:.2f} pt"
+                     if diffs else "–")
+            out.append(f'| {r["label"]} | {r["bits"]} | {bpw(r)} | ' + " | ".join(fmt(v, ".3f") for v in vals) +
+                       f" | {avg:.3f} | {delta} |")
+        out += ["", "### Derived last-word tasks (whole), `--bos on`", "",
+                "Greedy accuracy (every target token the argmax) and perplexity of the target word; Δ PPL: paired "
+                "over documents against FP (delta method on the per-document log-likelihood differences).", "",
+                "| method | W | " + " | ".join(f"{n} acc | {n} PPL | {n} Δ PPL vs FP" for _, n in ZS_WORDS) + " |",
+                "|---|---|" + "---|---|---|" * len(ZS_WORDS)]
+        for r in [base] + quant:
+            res = zs_results(r)
+            cells = []
+            for task, _ in ZS_WORDS:
+                t = res[task]
+                cells += [f'{t["acc,none"]:.3f} ± {t["acc_stderr,none"]:.3f}',
+                          f'{t["perplexity,none"]:.1f} ± {t["perplexity_stderr,none"]:.1f}']
+                p = None if r is base else zs_paired(r, base, task, lambda d: d["loglikelihoods"][0])
+                cells.append("–" if p is None else f'{t["perplexity,none"] - res_fp_ppl(base, task):+.2f} ± '
+                                                  f'{t["perplexity,none"] * p[1]:.2f}')
+            w = "–" if r is base else str(r["bits"])
+            out.append(f'| {r["label"]} | {w} | ' + " | ".join(cells) + " |")
+    return out
+
+
+def res_fp_ppl(base, task):
+    return zs_results(base)[task]["perplexity,none"]
+
 
 
 def write_section(name, results, doc):

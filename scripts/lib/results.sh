@@ -27,6 +27,12 @@ score() {  # score MODEL_DIR TEXT_NAME NLL_FILE -> perplexity JSON; per-token NL
   "$FBQ" perplexity "$1" --text "$SHARED/data/$2-test.txt" --ctx 256 --max-windows "$WINDOWS" --nll-out "$3" --json 2>/dev/null
 }
 
+quantize_to() {  # quantize_to DIR BITS GROUP SEED QUANTIZE_ARGS... -> the quantize JSON summary (calibration: NSAMPLES, VAL)
+  local dir=$1 bits=$2 group=$3 seed=$4; shift 4
+  "$FBQ" quantize "$MODEL" -o "$dir" --bits "$bits" --group-size "$group" --calib "$SHARED/data/train.txt" \
+    --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed "$seed" --quiet --json "$@" 2>/dev/null
+}
+
 # row SECTION LABEL BITS GROUP TEXTS QUANTIZE_ARGS...: quantize with the current NSAMPLES/VAL/SEED, score on TEXTS
 # ("sotu moby" or "moby"); BITS 16 with no arguments scores the original model.
 row() {
@@ -41,8 +47,7 @@ row() {
   if [ "$bits" != 16 ]; then
     dir=$WORK/q
     rm -rf "$dir"
-    quant=$("$FBQ" quantize "$MODEL" -o "$dir" --bits "$bits" --group-size "$group" --calib "$SHARED/data/train.txt" \
-            --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed "$seed" --quiet --json "$@" 2>/dev/null)
+    quant=$(quantize_to "$dir" "$bits" "$group" "$seed" "$@")
     report=$(python3 scripts/lib/render.py summarize "$dir/quant_report.json")
   fi
   mkdir -p build/results/nll

@@ -99,6 +99,7 @@ void InferenceSession::attention(int layer, int n_tokens) {
       for (int s = 0; s < visible; ++s) {
         const float* key = keys + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
         for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
         scores[s] = dot * scale;
         max_score = std::max(max_score, scores[s]);
@@ -113,6 +114,7 @@ void InferenceSession::attention(int layer, int n_tokens) {
       for (int s = 0; s < visible; ++s) {
         const float weight = scores[s] / total;
         const float* value = values + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
+#pragma omp simd
         for (int d = 0; d < head_dim; ++d) out[d] += weight * value[d];
       }
     }
