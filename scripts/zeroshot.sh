@@ -5,12 +5,13 @@
 #   (train.txt, 128 windows × 256 tokens, seed 0), bos on: the first LIMIT documents of each task, the first
 #   MMLU_LIMIT of each MMLU subject, the derived last-word tasks whole. Paired Δ against FP on the same documents
 #   (from the per-document samples).
-# Usage: scripts/zeroshot.sh [--quick] [--resume]   (~1.5 h on 2 cores; --quick: LIMIT=40, MMLU_LIMIT=2, 16 windows)
+# Usage: scripts/zeroshot.sh [--quick] [--resume]   (~1.5 h on 2 cores)
+#   --quick: smoke run, 16 calibration windows, every row (FP too) on the first 40 documents (2 per MMLU subject)
 resume=0
-export NSAMPLES=128 VAL=0 LIMIT=${LIMIT:-300} MMLU_LIMIT=${MMLU_LIMIT:-5}
+export NSAMPLES=128 VAL=0 LIMIT=${LIMIT:-300} MMLU_LIMIT=${MMLU_LIMIT:-5} FP_WHOLE=1 WORD_LIMIT=0
 for arg in "$@"; do
   case "$arg" in
-    --quick) export NSAMPLES=16 LIMIT=40 MMLU_LIMIT=2 ;;
+    --quick) export NSAMPLES=16 LIMIT=40 MMLU_LIMIT=2 FP_WHOLE=0 WORD_LIMIT=40 ;;
     --resume) resume=1 ;;
     *) echo "usage: $0 [--quick] [--resume]" >&2; exit 2 ;;
   esac
@@ -30,21 +31,22 @@ evaluate() {  # evaluate MODEL_DIR KEY BOS TASKS LIMIT -> eval JSON on stdout, s
 zrow() {
   local label=$1 bits=$2 bos=$3; shift 3
   local key
-  key=$(printf '%s|' zeroshot "$label" "$bits" "$bos" "$NSAMPLES" "$LIMIT" "$MMLU_LIMIT" "$@" | md5sum | cut -c1-16)
+  key=$(printf '%s|' zeroshot "$label" "$bits" "$bos" "$NSAMPLES" "$LIMIT" "$MMLU_LIMIT" "$FP_WHOLE" "$WORD_LIMIT" "$@" | md5sum | cut -c1-16)
   if grep -q "\"key\":\"$key\"" "$RESULTS"; then echo "== zeroshot: $label W$bits bos $bos (kept)" >&2; return; fi
   echo "== zeroshot: $label W$bits bos $bos" >&2
-  local dir=$MODEL quant=null limit=0 mmlu_limit=0
+  local dir=$MODEL quant=null limit=$LIMIT mmlu_limit=$MMLU_LIMIT
   if [ "$bits" != 16 ]; then
     dir=$WORK/q
     rm -rf "$dir"
     quant=$(quantize_to "$dir" "$bits" 128 0 "$@")
-    limit=$LIMIT mmlu_limit=$MMLU_LIMIT
+  elif [ "$FP_WHOLE" = 1 ]; then
+    limit=0 mmlu_limit=0
   fi
   rm -f "build/results/zeroshot/$key.samples.jsonl"
   local start=$SECONDS bench mmlu words
   bench=$(evaluate "$dir" "$key" "$bos" arc_easy,arc_challenge,piqa,hellaswag,winogrande,boolq,openbookqa,lambada_openai "$limit")
   mmlu=$(evaluate "$dir" "$key" "$bos" mmlu "$mmlu_limit")
-  words=$(evaluate "$dir" "$key" "$bos" last_word_sotu,last_word_moby 0)
+  words=$(evaluate "$dir" "$key" "$bos" last_word_sotu,last_word_moby "$WORD_LIMIT")
   printf '{"key":"%s","label":"%s","bits":%s,"bos":"%s","nsamples":%s,"limit":%s,"mmlu_limit":%s,"seconds":%s,"quant":%s,"eval":[%s,%s,%s]}\n' \
     "$key" "$label" "$bits" "$bos" "$NSAMPLES" "$limit" "$mmlu_limit" $((SECONDS - start)) "$quant" "$bench" "$mmlu" "$words" >> "$RESULTS"
 }

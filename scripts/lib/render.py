@@ -297,7 +297,7 @@ def fbquant_cost(rows):
 
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift,
-             "kernels": kernels, "speed": speed, "zeroshot": zeroshot,
+             "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),
@@ -357,7 +357,8 @@ def zeroshot(rows):
            "differences show.", ""]
     for bos, r in sorted(fp.items(), reverse=True):
         res = zs_results(r)
-        out += [f"### FP, every task whole, `--bos {bos}` ({r['seconds']} s in all)", "",
+        scope = "every task whole" if r["limit"] == 0 else f"first {r['limit']} documents per task, {r['mmlu_limit']} per MMLU subject (quick run)"
+        out += [f"### FP, {scope}, `--bos {bos}` ({r['seconds']} s in all)", "",
                 "| task | metric | value | ± stderr | n | seconds |", "|---|---|---|---|---|---|"]
         for task, _ in ZS_TASKS + ZS_WORDS:
             t = res.get(task)
@@ -412,7 +413,7 @@ def zeroshot(rows):
                      if diffs else "–")
             out.append(f'| {r["label"]} | {r["bits"]} | {bpw(r)} | ' + " | ".join(fmt(v, ".3f") for v in vals) +
                        f" | {avg:.3f} | {delta} |")
-        out += ["", "### Derived last-word tasks (whole), `--bos on`", "",
+        out += ["", "### Derived last-word tasks, `--bos on`", "",
                 "Greedy accuracy (every target token the argmax) and perplexity of the target word; Δ PPL: paired "
                 "over documents against FP (delta method on the per-document log-likelihood differences).", "",
                 "| method | W | " + " | ".join(f"{n} acc | {n} PPL | {n} Δ PPL vs FP" for _, n in ZS_WORDS) + " |",
@@ -434,6 +435,9 @@ def zeroshot(rows):
 
 def res_fp_ppl(base, task):
     return zs_results(base)[task]["perplexity,none"]
+
+
+RENDERERS["zeroshot"] = zeroshot
 
 
 

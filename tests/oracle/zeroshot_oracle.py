@@ -429,7 +429,13 @@ def check_pred(name, file_pred, file_scores, oracle_scores, tol):
     return None
 
 
+SAMPLE_FIELDS = ("requests", "loglikelihoods", "greedy", "gold", "pred", "pred_norm", "truncated")
+
+
 def check_doc(sample, doc, norm_policy, scorer, report):
+    missing = [k for k in SAMPLE_FIELDS if k not in sample]
+    if missing:
+        return [f"fields missing: {', '.join(missing)}"]
     problems = []
     requests = [(r["context"], r["continuation"]) for r in sample["requests"]]
     if requests != doc.requests:
@@ -469,7 +475,7 @@ def check_doc(sample, doc, norm_policy, scorer, report):
     oracle_lls = [s.ll for s in scores]
     p = check_pred("pred", sample["pred"], lls, oracle_lls, report.tol)
     problems += [p] if p else []
-    pred_norm = sample.get("pred_norm")
+    pred_norm = sample["pred_norm"]
     if pred_norm is None:
         if norm_policy == "yes":
             problems.append("pred_norm is null; lm-eval reports acc_norm for this task")
@@ -504,7 +510,7 @@ def check_samples(path, tasks, scorer, tolerance):
                                            scorer, report))
     # --limit N semantics: each task contributes its first N documents, once each.
     for task, ids in seen.items():
-        if sorted(ids) != list(range(len(ids))):
+        if len(set(ids)) != len(ids) or set(ids) != set(range(len(ids))):
             report.mismatches.append((task, "-", f"doc_ids are not 0..{len(ids) - 1} once each"))
             report.task(task)["mismatches"] += 1
 
