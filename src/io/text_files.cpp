@@ -42,6 +42,13 @@ std::string decompress_bz2(const std::string& compressed, const std::filesystem:
 
 }  // namespace
 
+std::string strip_whitespace(std::string_view text) {
+  constexpr std::string_view kWhitespace = " \t\n\r\v\f";
+  const auto begin = text.find_first_not_of(kWhitespace);
+  if (begin == std::string_view::npos) return "";
+  return std::string(text.substr(begin, text.find_last_not_of(kWhitespace) - begin + 1));
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   auto bytes = read_bytes(path);
   if (path.extension() == ".bz2") bytes = decompress_bz2(bytes, path);

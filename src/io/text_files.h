@@ -22,6 +22,9 @@ void for_each_json_line(const std::filesystem::path& path,
 // RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines. Rows in file order.
 std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path);
 
+// Python's str.strip() for ASCII whitespace.
+std::string strip_whitespace(std::string_view text);
+
 // The lines of a text file (without their "\n" / "\r\n").
 std::vector<std::string> read_lines(const std::filesystem::path& path);
 

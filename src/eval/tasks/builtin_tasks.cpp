@@ -14,11 +14,6 @@ namespace {
 
 constexpr const char* kWhitespace = " \t\n\r\v\f";
 
-std::string strip(const std::string& text) {  // Python str.strip() for ASCII whitespace
-  const auto begin = text.find_first_not_of(kWhitespace);
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(kWhitespace) - begin + 1);
-}
 
 bool limit_reached(const Task& task, int limit) {
   return limit > 0 && static_cast<int>(task.documents.size()) >= limit;
@@ -80,7 +75,7 @@ std::vector<int> read_labels(const std::filesystem::path& path) {
   std::vector<int> labels;
   const auto lines = read_lines(path);
   for (std::size_t i = 0; i < lines.size(); ++i) {
-    const auto value = strip(lines[i]);
+    const auto value = strip_whitespace(lines[i]);
     if (value.empty()) continue;
     if (value.find_first_not_of("0123456789") != std::string::npos) fail("{}:{}: label '{}' is not an integer", path.string(), i + 1, value);
     labels.push_back(std::stoi(value));
@@ -119,7 +114,7 @@ Task hellaswag(const std::filesystem::path& path, int limit) {
   task.total_documents = static_cast<int>(lines.size() / 6);
   for (int d = 0; d < task.total_documents && !limit_reached(task, limit); ++d) {
     const auto* block = &lines[static_cast<std::size_t>(d) * 6];
-    const std::string label = strip(block[1]);
+    const std::string label = strip_whitespace(block[1]);
     if (label.size() != 1 || label[0] < '0' || label[0] > '3')
       fail("{}:{}: label '{}' is outside the choices 0-3", path.string(), d * 6 + 2, block[1]);
     task.documents.push_back(multiple_choice_document(d, block[0], {block[2], block[3], block[4], block[5]}, label[0] - '0'));
@@ -141,7 +136,7 @@ Task winogrande(const std::filesystem::path& path, int limit) {
     const auto answer = r.string("answer");
     if (answer != "1" && answer != "2") r.error(fmt::format("answer \"{}\" is outside the options 1-2", answer));
     Document doc{.id = id, .gold = answer == "1" ? 0 : 1};
-    const std::string continuation = " " + strip(sentence.substr(blank + 1));
+    const std::string continuation = " " + strip_whitespace(sentence.substr(blank + 1));
     for (const auto* option : {"option1", "option2"}) {
       doc.choices.push_back(sentence.substr(0, blank) + r.string(option));
       doc.requests.push_back({doc.choices.back(), continuation});

@@ -17,11 +17,6 @@ namespace {
 constexpr std::string_view kMmluPrefix = "mmlu_";
 constexpr std::string_view kLastWordPrefix = "last_word:";
 
-std::string strip(std::string text) {
-  const auto begin = text.find_first_not_of(" \t\n\r\v\f");
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(" \t\n\r\v\f") - begin + 1);
-}
 
 Task mmlu_subject(const std::filesystem::path& path, const std::string& subject, int limit) {
   Task task{.name = std::string(kMmluPrefix) + subject, .group = "mmlu", .source = path.string()};
@@ -37,7 +32,7 @@ Task mmlu_subject(const std::filesystem::path& path, const std::string& subject,
       fail("{}: row {}: answer '{}' is outside the choices A-D", path.string(), i + 1, answer);
     const int id = task.total_documents++;
     if (limit > 0 && id >= limit) continue;
-    const std::string context = description + strip(row[0]) + "\nA. " + row[1] + "\nB. " + row[2] + "\nC. " + row[3] +
+    const std::string context = description + strip_whitespace(row[0]) + "\nA. " + row[1] + "\nB. " + row[2] + "\nC. " + row[3] +
                                 "\nD. " + row[4] + "\nAnswer:";
     task.documents.push_back(multiple_choice_document(id, context, {"A", "B", "C", "D"}, answer[0] - 'A'));
   }
