@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev libopenblas-openmp-dev liblapacke-dev
   nlohmann-json3-dev libsentencepiece-dev libcli11-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libomp-dev libbz2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libomp-dev libbz2-dev libpcre2-dev libutf8proc-dev
   python3-torch python3-numpy python3-sentencepiece  # test oracles only (Debian's /usr/bin/python3)
 )
 missing=()

@@ -42,18 +42,18 @@ class Llama2cTokenizer final : public Tokenizer {
       has_byte_pieces_ = parse_byte_piece(pieces_[kFirstByteId + byte]) == static_cast<unsigned char>(byte);
   }
 
-  std::vector<int> encode(std::string_view text, bool add_bos) const override {
-    std::vector<int> ids;
-    if (add_bos) ids.push_back(kBosId);
-    if (text.empty()) return ids;  // run.c adds the dummy prefix only to non-empty text
-    // The prefix is a symbol of its own (not glued to the text) so that a stray UTF-8 continuation byte
-    // at the start of the text is not grouped with it.
-    std::vector<int> symbols;
-    split_codepoints(" ", symbols);
-    split_codepoints(text, symbols);
-    const std::vector<int> merged = merge(std::move(symbols));
-    ids.insert(ids.end(), merged.begin(), merged.end());
-    return ids;
+  std::vector<int> tokenize(std::string_view text, const EncodeOptions& options) const override {
+    const std::vector<std::pair<std::string, int>> controls = {{pieces_[kBosId], kBosId}, {pieces_[kEosId], kEosId}};
+    return tokenize_with_controls(text, options, kBosId, controls, [&](std::string_view fragment, std::vector<int>& ids) {
+      if (fragment.empty()) return;  // run.c adds the dummy prefix only to non-empty text
+      // The prefix is a symbol of its own (not glued to the text) so that a stray UTF-8 continuation byte
+      // at the start of the text is not grouped with it.
+      std::vector<int> symbols;
+      split_codepoints(" ", symbols);
+      split_codepoints(fragment, symbols);
+      const std::vector<int> merged = merge(std::move(symbols));
+      ids.insert(ids.end(), merged.begin(), merged.end());
+    });
   }
 
   std::string decode_piece(int previous, int token) const override {

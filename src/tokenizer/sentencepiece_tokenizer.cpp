@@ -18,17 +18,17 @@ class SentencePieceTokenizer final : public Tokenizer {
       fail("{}: tokenizer file not found (or not a regular file)", path_);
     if (const auto status = processor_.Load(path_); !status.ok())
       fail("{}: not a SentencePiece model ({})", path_, status.ToString());
+    for (int id = 0; id < processor_.GetPieceSize(); ++id)
+      if (processor_.IsControl(id)) controls_.emplace_back(processor_.IdToPiece(id), id);
   }
 
-  std::vector<int> encode(std::string_view text, bool add_bos) const override {
-    std::vector<int> ids;
-    if (const auto status = processor_.Encode(text, &ids); !status.ok())
-      fail("{}: SentencePiece could not encode the text ({})", path_, status.ToString());
-    if (add_bos) {
-      if (bos_id() < 0) fail("{}: the model defines no BOS token", path_);
-      ids.insert(ids.begin(), bos_id());
-    }
-    return ids;
+  std::vector<int> tokenize(std::string_view text, const EncodeOptions& options) const override {
+    return tokenize_with_controls(text, options, bos_id(), controls_, [&](std::string_view fragment, std::vector<int>& ids) {
+      std::vector<int> encoded;
+      if (const auto status = processor_.Encode(fragment, &encoded); !status.ok())
+        fail("{}: SentencePiece could not encode the text ({})", path_, status.ToString());
+      ids.insert(ids.end(), encoded.begin(), encoded.end());
+    });
   }
 
   std::string decode_piece(int previous, int token) const override {
@@ -65,6 +65,7 @@ class SentencePieceTokenizer final : public Tokenizer {
  private:
   std::string path_;
   sentencepiece::SentencePieceProcessor processor_;
+  std::vector<std::pair<std::string, int>> controls_;  // <s>, </s>, [INST], ...
 };
 
 }  // namespace

@@ -1,6 +1,13 @@
 #include "tokenizer/tokenizer.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <fstream>
+
+#include "io/gguf.h"
+#include "tokenizer/bpe.h"
+#include "util/error.h"
 
 namespace fbq {
 
@@ -14,6 +21,27 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
   return text;
 }
 
+std::vector<int> tokenize_with_controls(std::string_view text, const EncodeOptions& options, int bos_id,
+                                        const std::vector<std::pair<std::string, int>>& controls,
+                                        const std::function<void(std::string_view, std::vector<int>&)>& encode_text) {
+  std::vector<int> ids;
+  if (options.add_bos && bos_id >= 0) ids.push_back(bos_id);
+  std::size_t fragment_start = 0;
+  for (std::size_t at = 0; options.parse_special && at < text.size(); ++at) {
+    const std::pair<std::string, int>* best = nullptr;
+    for (const auto& control : controls)
+      if (text.compare(at, control.first.size(), control.first) == 0 && (!best || control.first.size() > best->first.size()))
+        best = &control;
+    if (!best) continue;
+    encode_text(text.substr(fragment_start, at - fragment_start), ids);
+    ids.push_back(best->second);
+    fragment_start = at + best->first.size();
+    at = fragment_start - 1;
+  }
+  encode_text(text.substr(fragment_start), ids);
+  return ids;
+}
+
 std::optional<unsigned char> parse_byte_piece(std::string_view piece) {
   if (piece.size() != 6 || !piece.starts_with("<0x") || piece.back() != '>') return std::nullopt;
   unsigned byte = 0;
@@ -23,8 +51,30 @@ std::optional<unsigned char> parse_byte_piece(std::string_view piece) {
   return static_cast<unsigned char>(byte);
 }
 
-std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size) {
-  if (path.extension() == ".model") return load_sentencepiece_tokenizer(path);
+namespace {
+
+// A tiktoken file is text, "base64 rank" per line; a SentencePiece model is a binary protobuf.
+bool looks_like_tiktoken(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  if (!std::getline(in, line) || line.size() > 1024) return false;
+  const auto space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == line.size()) return false;
+  const auto is_base64 = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '='; };
+  return std::all_of(line.begin(), line.begin() + space, is_base64) &&
+         std::all_of(line.begin() + space + 1, line.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size, std::string_view pre) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) fail("{}: tokenizer file not found (or not a regular file)", path.string());
+  if (is_gguf_file(path)) return load_gguf_tokenizer(GgufFile(path));
+  const std::string name = path.filename().string();
+  if (name.ends_with("vocab.json")) return load_vocab_merges(path, pre);
+  if (path.extension() == ".json") return load_hf_tokenizer_json(path);
+  if (path.extension() == ".model") return looks_like_tiktoken(path) ? load_tiktoken(path) : load_sentencepiece_tokenizer(path);
   return load_llama2c_tokenizer(path, vocab_size);
 }
 

@@ -2,6 +2,7 @@
 // Text <-> token ids. Two back ends: SentencePiece `.model` files (via libsentencepiece) and
 // llama2.c `tokenizer.bin` files (score-ordered BPE merges with byte fallback).
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,16 +11,23 @@
 
 namespace fbq {
 
+struct EncodeOptions {
+  bool add_bos = false;        // BOS first (when the tokenizer has one)
+  bool parse_special = false;  // control tokens spelled in the text (<|im_start|>) become single tokens
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Token ids for `text`. Both back ends prepend SentencePiece's dummy-prefix space (as LLaMA does),
-  // and put BOS first when `add_bos`.
-  virtual std::vector<int> encode(std::string_view text, bool add_bos) const = 0;
+  // Token ids for `text`. SentencePiece-style vocabularies prepend the dummy-prefix space (as LLaMA does).
+  // Added tokens that are not control tokens (user-defined ones) are always matched as single tokens.
+  virtual std::vector<int> tokenize(std::string_view text, const EncodeOptions& options) const = 0;
+  std::vector<int> encode(std::string_view text, bool add_bos) const { return tokenize(text, {.add_bos = add_bos}); }
 
-  // The text that `token` adds when it follows `previous` in a stream: byte-fallback tokens become raw
-  // bytes, and the dummy-prefix space of the first piece after BOS is dropped (llama2.c semantics).
+  // The bytes that `token` adds when it follows `previous` in a stream: byte-fallback tokens become raw
+  // bytes, and the dummy-prefix space of the first piece after BOS is dropped (llama2.c semantics). A
+  // byte-level token may end inside a UTF-8 character: stream through Utf8Stream (util/utf8.h).
   virtual std::string decode_piece(int previous, int token) const = 0;
 
   // Whole-sequence decode (concatenated decode_piece, BOS/EOS dropped).
@@ -30,14 +38,23 @@ class Tokenizer {
   virtual int eos_id() const = 0;
 };
 
-// Picks the back end from the file: `.model` => SentencePiece, anything else => llama2.c tokenizer.bin.
-// `vocab_size` is needed by llama2.c files (they do not record it) and must match the file's token count
-// exactly; pass 0 for SentencePiece.
+// Picks the back end from the file's name and content: a `.gguf` (its tokenizer metadata), a Hugging Face
+// `tokenizer.json`, a `vocab.json` (+ merges.txt beside it; `pre` names its pre-tokenizer), a
+// `tokenizer.model` that is SentencePiece or tiktoken (told apart by content), else a llama2.c
+// tokenizer.bin, whose token count is not recorded: `vocab_size` must match it exactly.
 // Throws fbq::Error with a one-line message on a missing or malformed file.
-std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size = 0);
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size = 0,
+                                          std::string_view pre = "gpt2");
 
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path);
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& path, int vocab_size);
+
+// For back ends without added-token tables: with parse_special, the spellings of `controls` (piece, id)
+// found in the text become those ids (longest first at a position) and the text between them is encoded
+// by `encode_text`; without, the whole text is.
+std::vector<int> tokenize_with_controls(std::string_view text, const EncodeOptions& options, int bos_id,
+                                        const std::vector<std::pair<std::string, int>>& controls,
+                                        const std::function<void(std::string_view, std::vector<int>&)>& encode_text);
 
 // The byte of a byte-fallback piece spelled "<0xAB>" (both back ends use that spelling), else nullopt.
 std::optional<unsigned char> parse_byte_piece(std::string_view piece);
