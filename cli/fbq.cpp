@@ -18,6 +18,7 @@
 #include "eval/tasks/task.h"
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
+#include "io/gguf.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
 #include "quant/quantize_model.h"
@@ -34,7 +35,7 @@ struct ModelArgs {
   bool require_tokenizer = true;
 
   void add_to(CLI::App& command) {
-    command.add_option("MODEL", path, "Hugging Face model directory or llama2.c .bin checkpoint")->required();
+    command.add_option("MODEL", path, "Hugging Face model directory, llama2.c .bin checkpoint or .gguf file")->required();
     command.add_option("--tokenizer", tokenizer, "tokenizer file (.model or llama2.c tokenizer.bin)");
   }
   Model load() const {
@@ -117,6 +118,10 @@ void run_generate(const ModelArgs& model_args, const std::string& prompt, const 
 }
 
 void run_inspect(const ModelArgs& model_args) {
+  if (fbq::is_gguf_file(model_args.path)) {  // the file as it is: metadata and raw tensors
+    fmt::print("{}", fbq::describe_gguf(fbq::GgufFile(model_args.path)));
+    return;
+  }
   const auto model = model_args.load();
   const auto& c = model.config;
   fmt::print("model:      {} ({})\n", model.source.string(), model.format);

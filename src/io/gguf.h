@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -78,6 +79,9 @@ class GgufFile {
   std::shared_ptr<const MappedFile> mapping() const { return file_; }
 
  private:
+  // The value of `key` (null when absent) after checking `accepts` it; the error names `expected`.
+  const GgufValue* find_typed(const std::string& key, bool (*accepts)(const GgufValue&), std::string_view expected) const;
+
   std::filesystem::path path_;
   std::shared_ptr<const MappedFile> file_;
   std::uint32_t version_ = 0;
@@ -86,6 +90,9 @@ class GgufFile {
   std::map<std::string, GgufValue> metadata_;
   std::vector<GgufTensor> tensors_;
 };
+
+// Version, alignment, every metadata key (type and value; arrays shortened) and every tensor, for `fbq inspect`.
+std::string describe_gguf(const GgufFile& file);
 
 // True when the file starts with the GGUF magic (cheap check for "is this a GGUF?").
 bool is_gguf_file(const std::filesystem::path& path);

@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include "io/gguf.h"
+#include "io/gguf_checkpoint.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "pack/packed_linear.h"
@@ -93,6 +95,12 @@ CheckpointReader::CheckpointReader(const std::filesystem::path& path) : impl_(st
     config_ = parse_hf_config(path / "config.json");
     impl_->store = TensorStore::open_directory(path);
     format_ = config_.quant_bits ? "fbquant-packed" : "huggingface";
+  } else if (is_gguf_file(path)) {
+    auto checkpoint = read_gguf_checkpoint(path);
+    config_ = checkpoint.config;
+    impl_->store = std::move(checkpoint.tensors);
+    impl_->interleaved_rope = true;  // llama.cpp stores q/k rows in the interleaved RoPE order, like llama2.c
+    format_ = "gguf";
   } else {
     auto checkpoint = read_llama2c_checkpoint(path);
     config_ = checkpoint.config;
@@ -107,6 +115,7 @@ CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
 
 std::optional<std::filesystem::path> CheckpointReader::default_tokenizer() const {
   const auto& path = impl_->path;
+  if (format_ == "gguf") return path;  // the vocabulary is in the file's metadata
   const auto candidate = std::filesystem::is_directory(path) ? path / "tokenizer.model" : path.parent_path() / "tokenizer.bin";
   if (std::filesystem::exists(candidate)) return candidate;
   return std::nullopt;

@@ -29,7 +29,7 @@ struct SourceTensor {
 
 struct Model {
   ModelConfig config;
-  std::string format;  // "huggingface" or "llama2.c"
+  std::string format;  // "huggingface", "fbquant-packed", "llama2.c" or "gguf"
   std::filesystem::path source;
   std::shared_ptr<const std::vector<float>> embedding;  // vocab × dim
   std::vector<DecoderLayer> layers;
@@ -45,13 +45,13 @@ struct Model {
 // Linears stored packed (`<name>.qweight`, see docs/FORMAT.md) load as PackedLinear, others as DenseLinear.
 class CheckpointReader {
  public:
-  explicit CheckpointReader(const std::filesystem::path& path);  // HF directory or llama2.c .bin
+  explicit CheckpointReader(const std::filesystem::path& path);  // HF directory, llama2.c .bin or .gguf
   ~CheckpointReader();
   CheckpointReader(CheckpointReader&&) noexcept;
 
   const ModelConfig& config() const { return config_; }
   const std::string& format() const { return format_; }
-  // The tokenizer found beside the checkpoint (tokenizer.model / tokenizer.bin), if any.
+  // The tokenizer found beside the checkpoint (tokenizer.model / tokenizer.bin), if any; a GGUF's own path.
   std::optional<std::filesystem::path> default_tokenizer() const;
 
   std::shared_ptr<const std::vector<float>> embedding() const;
@@ -76,7 +76,8 @@ struct LoadOptions {
 };
 
 // MODEL is a Hugging Face directory (config.json + safetensors + tokenizer.model) or a llama2.c `.bin`
-// (tokenizer: --tokenizer, else `tokenizer.bin` beside it). Throws fbq::Error with one readable line.
+// (tokenizer: --tokenizer, else `tokenizer.bin` beside it) or a llama GGUF file (tokenizer: --tokenizer, else
+// the GGUF itself). Throws fbq::Error with one readable line.
 Model load_model(const std::filesystem::path& path, const LoadOptions& options = {});
 
 }  // namespace fbq
