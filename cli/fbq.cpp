@@ -19,6 +19,7 @@
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
 #include "io/gguf.h"
+#include "io/text_files.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
 #include "quant/quantize_model.h"
@@ -36,7 +37,8 @@ struct ModelArgs {
 
   void add_to(CLI::App& command) {
     command.add_option("MODEL", path, "Hugging Face model directory, llama2.c .bin checkpoint or .gguf file")->required();
-    command.add_option("--tokenizer", tokenizer, "tokenizer file (.model or llama2.c tokenizer.bin)");
+    command.add_option("--tokenizer", tokenizer,
+                       "tokenizer file (tokenizer.json, vocab.json, tokenizer.model, .gguf or llama2.c tokenizer.bin)");
   }
   Model load() const {
     fbq::LoadOptions options;
@@ -303,6 +305,49 @@ void run_bench_method(const std::string& method, int rows, int cols, const fbq::
 
 }  // namespace
 
+struct TokenizeArgs {
+  std::string model, tokenizer, prompt, text_file, pre = "gpt2";
+  bool pieces = false, bos = false, parse_special = false, json = false;
+};
+
+// Control characters spelled out, so that a piece like "\n" is visible on its line.
+std::string printable_piece(const std::string& piece) {
+  std::string out;
+  for (const char c : piece) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\'') out += "\\'";
+    else out += c;
+  }
+  return out;
+}
+
+void run_tokenize(const TokenizeArgs& args) {
+  if (args.model.empty() == args.tokenizer.empty()) fbq::fail("tokenize: give either MODEL or --tokenizer FILE");
+  std::filesystem::path tokenizer_path = args.tokenizer;
+  if (!args.model.empty()) {
+    const auto found = fbq::tokenizer_beside(args.model);
+    if (!found) fbq::fail("{}: no tokenizer found beside the model; pass --tokenizer FILE", args.model);
+    tokenizer_path = *found;
+  }
+  const auto tokenizer = fbq::load_tokenizer(tokenizer_path, 0, args.pre);
+  const std::string text = args.text_file.empty() ? args.prompt : fbq::read_text_file(args.text_file);
+  const auto ids = tokenizer->tokenize(text, {.add_bos = args.bos, .parse_special = args.parse_special});
+  std::vector<std::string> pieces;
+  for (std::size_t i = 0; args.pieces && i < ids.size(); ++i)
+    pieces.push_back(tokenizer->decode_piece(i == 0 ? -1 : ids[i - 1], ids[i]));
+  if (args.json) {
+    nlohmann::json out = {{"ids", ids}};
+    if (args.pieces) out["pieces"] = pieces;
+    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else if (args.pieces) {
+    for (std::size_t i = 0; i < ids.size(); ++i) fmt::print("{:>6} -> '{}'\n", ids[i], printable_piece(pieces[i]));
+  } else {
+    fmt::print("[{}]\n", fmt::join(ids, ", "));
+  }
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"fbq — FeedBack Quantization toolkit for LLaMA-family models"};
   app.require_subcommand(1);
@@ -385,6 +430,21 @@ int main(int argc, char** argv) {
   inspect_model.require_tokenizer = false;
   auto* inspect = app.add_subcommand("inspect", "config, tensors, shapes, dtypes and sizes of a model");
   inspect_model.add_to(*inspect);
+
+  TokenizeArgs tok;
+  auto* tokenize = app.add_subcommand("tokenize", "token ids (or pieces) of a text, as llama.cpp's llama-tokenize prints them");
+  tokenize->add_option("MODEL", tok.model, "model whose tokenizer to use (directory, .bin or .gguf)");
+  tokenize->add_option("--tokenizer", tok.tokenizer,
+                       "tokenizer file: tokenizer.json, vocab.json (+ merges.txt), tokenizer.model (SentencePiece or "
+                       "tiktoken), .gguf, llama2.c tokenizer.bin");
+  auto* tok_prompt = tokenize->add_option("-p,--prompt", tok.prompt, "text to tokenize");
+  tokenize->add_option("--text", tok.text_file, "file whose exact bytes to tokenize")->excludes(tok_prompt);
+  tokenize->add_option("--pre", tok.pre, "pre-tokenizer of a vocab.json + merges.txt pair (gpt2, llama3, qwen2, ...)")
+      ->capture_default_str();
+  tokenize->add_flag("--pieces", tok.pieces, "print each token's id and text");
+  tokenize->add_flag("--bos", tok.bos, "put BOS first (when the tokenizer has one)");
+  tokenize->add_flag("--parse-special", tok.parse_special, "control tokens written in the text become single tokens");
+  tokenize->add_flag("--json", tok.json, "print {\"ids\": [...]}");
 
   fbq::QuantizeOptions quant;
   std::string quant_model, quant_output, quant_calib, quant_tokenizer;
@@ -524,6 +584,10 @@ int main(int argc, char** argv) {
     } else if (*bench) {
       if (bench_models.empty()) fbq::fail("bench: give MODEL paths, or `bench kernels`");
       run_bench_models(bench_models, speed_options, bench_json);
+    }
+    if (*tokenize) {
+      if (!*tok_prompt && tok.text_file.empty()) fbq::fail("tokenize: give -p TEXT or --text FILE");
+      run_tokenize(tok);
     }
     if (*quantize) {
       quant.model = quant_model;

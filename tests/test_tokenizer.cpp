@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "test_support.h"
+#include "tokenizer_vectors.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -28,58 +29,18 @@ namespace {
 namespace fs = std::filesystem;
 using test::read_file;
 using test::write_file;
+using test::escaped;
+using test::joined;
 
 fs::path shared_path(const std::string& relative) { return test::shared_dir() / relative; }
 
-// Control characters spelled out so that a failing case's input is readable in the log.
-std::string escaped(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '"': out += "\\\""; break;
-      default: out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string joined(const std::vector<int>& ids) {
-  std::string out = "[";
-  for (int id : ids) {
-    if (out.size() > 1) out += ' ';
-    out += std::to_string(id);
-  }
-  return out + "]";
-}
-
-std::vector<std::string> split_on(const std::string& text, const std::string& separator) {
-  std::vector<std::string> pieces;
-  size_t start = 0;
-  for (size_t at; (at = text.find(separator, start)) != std::string::npos; start = at + separator.size())
-    pieces.push_back(text.substr(start, at - start));
-  EXPECT_EQ(start, text.size()) << "text after the last separator";
-  return pieces;
-}
-
 TEST(Tokenizer, SentencePieceMatchesLlamaCppVectors) {
   const fs::path model = shared_path("tokenizers/llama2-tokenizer.model");
-  const fs::path inputs_file = shared_path("tokenizers/ggml-vocab-llama-spm.gguf.inp");
-  const fs::path expected_file = shared_path("tokenizers/ggml-vocab-llama-spm.gguf.out");
+  const fs::path vectors = shared_path("tokenizers/ggml-vocab-llama-spm.gguf");
   FBQ_REQUIRE_FILE(model);
-  FBQ_REQUIRE_FILE(inputs_file);
-  FBQ_REQUIRE_FILE(expected_file);
-
-  const std::vector<std::string> inputs = split_on(read_file(inputs_file), "\n__ggml_vocab_test__\n");
-  std::vector<std::vector<int>> expected;
-  std::istringstream expected_lines(read_file(expected_file));
-  for (std::string line; std::getline(expected_lines, line);) {
-    std::istringstream ids(line);
-    expected.emplace_back(std::istream_iterator<int>(ids), std::istream_iterator<int>());
-  }
+  FBQ_REQUIRE_FILE(vectors.string() + ".inp");
+  const auto [inputs, expected] = test::read_vocab_vectors(vectors);
   ASSERT_FALSE(inputs.empty());
-  ASSERT_EQ(inputs.size(), expected.size()) << "inputs vs lines of expected ids";
 
   const auto tokenizer = load_tokenizer(model);
   int matching = 0;

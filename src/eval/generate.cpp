@@ -7,6 +7,7 @@
 #include "model/transformer.h"
 #include "util/error.h"
 #include "util/progress.h"
+#include "util/utf8.h"
 
 namespace fbq {
 
@@ -24,13 +25,18 @@ GenerateResult generate(const Model& model, std::string_view prompt, const Gener
     fail("generate: the prompt has {} tokens; the model's context is {}", prompt_length, model.config.max_seq_len);
   const int new_tokens = std::min(options.max_new_tokens, model.config.max_seq_len - prompt_length);
 
+  Utf8Stream stream;  // a byte-level token may end mid-character: pass on whole characters only
   const auto emit = [&](int previous, int token) {
     const auto piece = tokenizer.decode_piece(previous, token);
     result.text += piece;
-    if (on_text) on_text(piece);
+    if (const auto text = stream.push(piece); on_text && !text.empty()) on_text(text);
   };
   for (int i = 1; i < prompt_length; ++i) emit(result.prompt_tokens[i - 1], result.prompt_tokens[i]);
-  if (new_tokens == 0) return result;
+  const auto finish = [&] {
+    if (const auto rest = stream.flush(); on_text && !rest.empty()) on_text(rest);
+    return result;
+  };
+  if (new_tokens == 0) return finish();
 
   InferenceSession session(model, prompt_length + new_tokens);
   auto start = std::chrono::steady_clock::now();
@@ -50,7 +56,7 @@ GenerateResult generate(const Model& model, std::string_view prompt, const Gener
     ++result.decode_steps;
   }
   result.decode_seconds = seconds_since(start);
-  return result;
+  return finish();
 }
 
 }  // namespace fbq

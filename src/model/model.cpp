@@ -113,11 +113,16 @@ CheckpointReader::CheckpointReader(const std::filesystem::path& path) : impl_(st
 CheckpointReader::~CheckpointReader() = default;
 CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
 
-std::optional<std::filesystem::path> CheckpointReader::default_tokenizer() const {
-  const auto& path = impl_->path;
-  if (format_ == "gguf") return path;  // the vocabulary is in the file's metadata
-  const auto candidate = std::filesystem::is_directory(path) ? path / "tokenizer.model" : path.parent_path() / "tokenizer.bin";
-  if (std::filesystem::exists(candidate)) return candidate;
+std::optional<std::filesystem::path> CheckpointReader::default_tokenizer() const { return tokenizer_beside(impl_->path); }
+
+std::optional<std::filesystem::path> tokenizer_beside(const std::filesystem::path& model) {
+  namespace fs = std::filesystem;
+  if (is_gguf_file(model)) return model;  // the vocabulary is in the file's metadata
+  const std::vector<fs::path> candidates = fs::is_directory(model)
+      ? std::vector<fs::path>{model / "tokenizer.model", model / "tokenizer.json", model / "vocab.json"}
+      : std::vector<fs::path>{model.parent_path() / "tokenizer.bin"};
+  for (const auto& candidate : candidates)
+    if (fs::exists(candidate)) return candidate;
   return std::nullopt;
 }
 

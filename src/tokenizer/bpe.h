@@ -60,6 +60,9 @@ struct PreTokenizer {
 };
 PreTokenizer pretokenizer_preset(std::string_view name);  // unknown names: fbq::Error listing the known ones
 
+// NFC over the valid UTF-8 runs of `text` (invalid bytes pass through unchanged).
+std::string nfc_normalize(std::string_view text);
+
 // GPT-2's byte-to-unicode alphabet: the UTF-8 spelling of `byte`, and the inverse over a whole token
 // string (characters outside the alphabet are kept as they are).
 std::string byte_to_alphabet(unsigned char byte);

@@ -4,7 +4,9 @@
 
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <sstream>
+#include <unordered_set>
 
 #include "io/gguf.h"
 #include "io/text_files.h"
@@ -27,15 +29,24 @@ json read_json(const fs::path& path) {
   }
 }
 
-// "a b" (tokenizers < 0.20, merges.txt) or ["a", "b"] (tokenizers >= 0.20).
-std::pair<std::string, std::string> parse_merge(const json& entry, const std::string& where) {
+// "a b" (tokenizers < 0.20, merges.txt) or ["a", "b"] (tokenizers >= 0.20). A few SentencePiece-converted
+// vocabularies hold tokens with literal spaces ("   " = " " + "  "): there the split is the first one
+// whose two sides and their concatenation are all tokens.
+std::pair<std::string, std::string> parse_merge(const json& entry, const std::string& where,
+                                                const std::function<bool(const std::string&)>& is_token = {}) {
   if (entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string())
     return {entry[0].get<std::string>(), entry[1].get<std::string>()};
   if (entry.is_string()) {
     const auto text = entry.get<std::string>();
-    const auto space = text.find(' ', 1);
-    if (space != std::string::npos && space + 1 < text.size() && text.find(' ', space + 1) == std::string::npos)
-      return {text.substr(0, space), text.substr(space + 1)};
+    std::optional<std::pair<std::string, std::string>> first;
+    for (std::size_t space = text.find(' ', 1); space != std::string::npos && space + 1 < text.size();
+         space = text.find(' ', space + 1)) {
+      std::pair<std::string, std::string> split{text.substr(0, space), text.substr(space + 1)};
+      if (!is_token || (is_token(split.first) && is_token(split.second) && is_token(split.first + split.second)))
+        return split;
+      if (!first) first = std::move(split);
+    }
+    if (first) return *first;  // none fits: the engine names the unknown token
   }
   fail("{}: merge {} is neither \"left right\" nor [\"left\", \"right\"]", where, entry.dump());
 }
@@ -151,7 +162,8 @@ void read_pre_tokenizer(const json& pre, JsonPipeline& p, const std::string& whe
     else if (pattern.contains("String")) p.regexes.push_back(escape_regex(pattern["String"].get<std::string>()));
     else unsupported();
   } else if (type == "Digits") {
-    p.regexes.push_back(pre.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
+    // Hugging Face's Digits splits on ASCII digits only (char::is_ascii_digit), unlike llama.cpp's \p{N}.
+    p.regexes.push_back(pre.value("individual_digits", false) ? "[0-9]" : "[0-9]+");
   } else if (type == "Punctuation") {
     // Hugging Face's is_punctuation: ASCII punctuation or a Unicode P* category.
     const std::string one = R"([\p{P}!-/:-@\[-`{-~])";
@@ -292,8 +304,10 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
   BpeVocabulary v;
   v.alphabet = pipeline.alphabet;
   v.tokens = tokens_from_vocab(model.value("vocab", json()), where, byte_level);
+  std::unordered_set<std::string> token_set(v.tokens.begin(), v.tokens.end());
+  const auto is_token = [&](const std::string& token) { return token_set.contains(token); };
   for (const auto& entry : model["merges"]) {
-    auto merge = parse_merge(entry, where);
+    auto merge = parse_merge(entry, where, is_token);
     v.merges.push_back(byte_level ? merge_to_bytes(std::move(merge)) : std::move(merge));
   }
   v.pre_regexes = pipeline.regexes;
@@ -328,11 +342,11 @@ std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::st
   v.nfc = preset.nfc;
   v.ignore_merges = preset.ignore_merges;
   const fs::path added_path = sibling(vocab_json, "vocab.json", "added_tokens.json");
-  if (fs::exists(added_path))
-    for (const auto& [content, id] : read_json(added_path).items()) {
-      if (!id.is_number_integer()) fail("{}: token '{}' has a non-integer id", added_path.string(), content);
-      v.added.push_back({id.get<int>(), content, true});
-    }
+  const json added = fs::exists(added_path) ? read_json(added_path) : json::object();
+  for (const auto& [content, id] : added.items()) {
+    if (!id.is_number_integer()) fail("{}: token '{}' has a non-integer id", added_path.string(), content);
+    v.added.push_back({id.get<int>(), content, true});
+  }
   place_added_tokens(v);
   apply_tokenizer_config(v, sibling(vocab_json, "vocab.json", "tokenizer_config.json"));
   return make_bpe_tokenizer(std::move(v), where);

@@ -12,47 +12,21 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/regex.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace fbq {
 namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581, SentencePiece's stand-in for ' '
 
-// Bytes in the UTF-8 sequence that starts with `lead` (1 for a stray continuation or invalid byte).
-std::size_t utf8_sequence_length(unsigned char lead) {
-  if (lead < 0xC0) return 1;
-  if (lead < 0xE0) return 2;
-  if (lead < 0xF0) return 3;
-  if (lead < 0xF8) return 4;
-  return 1;
-}
-
-// NFC over the valid UTF-8 runs of `text`; invalid bytes pass through unchanged.
-std::string nfc_normalize(std::string_view text) {
-  std::string out;
-  std::size_t at = 0;
-  while (at < text.size()) {
-    std::size_t end = at;
-    while (end < text.size()) {
-      utf8proc_int32_t code_point;
-      const auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + end),
-                                      static_cast<utf8proc_ssize_t>(text.size() - end), &code_point);
-      if (n <= 0) break;
-      end += static_cast<std::size_t>(n);
-    }
-    if (end > at) {
-      utf8proc_uint8_t* normalized = nullptr;
-      const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + at),
-                                  static_cast<utf8proc_ssize_t>(end - at), &normalized,
-                                  static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-      if (n >= 0) out.append(reinterpret_cast<const char*>(normalized), static_cast<std::size_t>(n));
-      else out.append(text.substr(at, end - at));
-      std::free(normalized);
-    }
-    if (end < text.size()) out += text[end++];
-    at = end;
-  }
-  return out;
+// Bytes of the UTF-8 character at the start of `text`; 1 for an invalid or truncated sequence, so that
+// each stray byte is a symbol of its own.
+std::size_t character_bytes(std::string_view text) {
+  const std::size_t n = utf8_sequence_bytes(static_cast<unsigned char>(text[0]));
+  if (n == 0 || n > text.size()) return 1;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(text[k]) & 0xC0) != 0x80) return 1;
+  return n;
 }
 
 std::string replace_spaces(std::string_view text) {
@@ -276,8 +250,7 @@ class BpeTokenizer final : public Tokenizer {
     symbols.reserve(chunk.size());
     const bool by_byte = v_.alphabet == BpeVocabulary::Alphabet::bytes;
     for (std::size_t at = 0; at < chunk.size();) {
-      const std::size_t length =
-          by_byte ? 1 : std::min(utf8_sequence_length(static_cast<unsigned char>(chunk[at])), chunk.size() - at);
+      const std::size_t length = by_byte ? 1 : character_bytes(chunk.substr(at));
       const int index = static_cast<int>(symbols.size());
       symbols.push_back({index - 1, index + 1, static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(length),
                          token_of(chunk.substr(at, length))});
@@ -345,6 +318,33 @@ std::unique_ptr<Tokenizer> make_bpe_tokenizer(BpeVocabulary vocabulary, std::str
   return std::make_unique<BpeTokenizer>(std::move(vocabulary), std::move(source));
 }
 
+std::string nfc_normalize(std::string_view text) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = at;
+    while (end < text.size()) {
+      utf8proc_int32_t code_point;
+      const auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + end),
+                                      static_cast<utf8proc_ssize_t>(text.size() - end), &code_point);
+      if (n <= 0) break;
+      end += static_cast<std::size_t>(n);
+    }
+    if (end > at) {
+      utf8proc_uint8_t* normalized = nullptr;
+      const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + at),
+                                  static_cast<utf8proc_ssize_t>(end - at), &normalized,
+                                  static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+      if (n >= 0) out.append(reinterpret_cast<const char*>(normalized), static_cast<std::size_t>(n));
+      else out.append(text.substr(at, end - at));
+      std::free(normalized);
+    }
+    if (end < text.size()) out += text[end++];
+    at = end;
+  }
+  return out;
+}
+
 std::string byte_to_alphabet(unsigned char byte) {
   // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the rest map to U+0100 upwards.
   const auto printable = [](unsigned b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; };
@@ -367,7 +367,7 @@ std::string alphabet_to_bytes(std::string_view token) {
   }();
   std::string bytes;
   for (std::size_t at = 0; at < token.size();) {
-    const std::size_t length = std::min(utf8_sequence_length(static_cast<unsigned char>(token[at])), token.size() - at);
+    const std::size_t length = character_bytes(token.substr(at));
     const auto it = inverse.find(std::string(token.substr(at, length)));
     if (it != inverse.end()) bytes += static_cast<char>(it->second);
     else bytes.append(token.substr(at, length));

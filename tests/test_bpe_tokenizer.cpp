@@ -1,0 +1,257 @@
+// BPE tokenizers against llama.cpp's test vectors, from every source of each vocabulary that ../shared
+// holds (the vocab-only GGUF and the family's own files). The vectors are Hugging Face
+// `encode(text, add_special_tokens=False)`, which we reproduce with add_bos = false, parse_special = false
+// (user-defined added tokens, such as mpt's runs of spaces, are still matched, as llama.cpp does).
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "test_support.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer_vectors.h"
+#include "util/error.h"
+#include "util/utf8.h"
+
+namespace fbq {
+namespace {
+
+namespace fs = std::filesystem;
+using test::escaped;
+using test::joined;
+
+fs::path tokenizers_dir() { return test::shared_dir() / "tokenizers"; }
+
+struct VectorSource {
+  const char* family;   // ggml-vocab-<family>.gguf.{inp,out}
+  const char* file;     // the tokenizer file, in ../shared/tokenizers
+  const char* pre = "gpt2";  // --pre, for a vocab.json
+};
+
+void PrintTo(const VectorSource& source, std::ostream* out) { *out << source.family << " / " << source.file; }
+
+const VectorSource kSources[] = {
+    {"gpt-2", "ggml-vocab-gpt-2.gguf"},
+    {"gpt-2", "gpt2-vocab.json", "gpt2"},
+    {"llama-spm", "ggml-vocab-llama-spm.gguf"},
+    {"llama-spm", "llama2-tokenizer.json"},
+    {"llama-bpe", "llama3-tokenizer.model"},
+    {"qwen2", "qwen2-vocab.json", "qwen2"},
+    {"deepseek-coder", "ggml-vocab-deepseek-coder.gguf"},
+    {"deepseek-llm", "ggml-vocab-deepseek-llm.gguf"},
+    {"falcon", "ggml-vocab-falcon.gguf"},
+    {"falcon", "falcon-tokenizer.json"},
+    {"mpt", "ggml-vocab-mpt.gguf"},
+    {"phi-3", "ggml-vocab-phi-3.gguf"},
+    {"refact", "ggml-vocab-refact.gguf"},
+    {"starcoder", "ggml-vocab-starcoder.gguf"},
+};
+
+class LlamaCppVectors : public ::testing::TestWithParam<VectorSource> {};
+
+TEST_P(LlamaCppVectors, EveryInputGivesTheExpectedIds) {
+  const auto& source = GetParam();
+  const fs::path file = tokenizers_dir() / source.file;
+  const fs::path vectors = tokenizers_dir() / (std::string("ggml-vocab-") + source.family + ".gguf");
+  FBQ_REQUIRE_FILE(file);
+  FBQ_REQUIRE_FILE(vectors.string() + ".inp");
+  const auto [inputs, expected] = test::read_vocab_vectors(vectors);
+  ASSERT_EQ(inputs.size(), 46u);
+
+  const auto tokenizer = load_tokenizer(file, 0, source.pre);
+  int matching = 0;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const auto ids = tokenizer->tokenize(inputs[i], {});
+    if (ids == expected[i]) {
+      ++matching;
+      continue;
+    }
+    ADD_FAILURE() << "case " << i << " input " << escaped(inputs[i]) << "\n  expected " << joined(expected[i])
+                  << "\n  got      " << joined(ids);
+  }
+  RecordProperty("exact_matches", matching);
+  EXPECT_EQ(matching, static_cast<int>(inputs.size()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Sources, LlamaCppVectors, ::testing::ValuesIn(kSources),
+                         [](const auto& info) {
+                           std::string name = std::string(info.param.file);
+                           for (char& c : name)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return name;
+                         });
+
+// Random strings over the hard cases: ASCII words and punctuation, runs of spaces, tabs and newlines,
+// digits, CJK, emoji (with ZWJ), combining marks, and invalid UTF-8 (stray continuation bytes, truncated
+// sequences, 0xFF). Fixed seed.
+std::vector<std::string> random_texts(int count, bool valid_utf8_only) {
+  const std::vector<std::string> atoms = {
+      "a", "Hello", " world", "  ", "\t", "\n", "\n\n", "'s", "'LL", "123", "4567", ",", "!?", "...", "—", "é",
+      "e\xCC\x81", "\xCC\x88", "日本", "語", "한국어", "Ελλάδα", "Привет", "ខ្មែរ", "🦙", "👩\xE2\x80\x8D💻", "🇺🇸",
+      "\xEF\xBC\x81", "\xC2\xA0", "\xE3\x80\x80", "<|endoftext|>", "[INST]"};
+  const std::vector<std::string> invalid = {"\x80", "\xFF", "\xC3", "\xE6\x97", "\xF0\x9F\xA6", "\xBF\xBF"};
+  std::mt19937 rng(12345);
+  std::vector<std::string> texts;
+  for (int i = 0; i < count; ++i) {
+    std::string text;
+    const int length = 1 + static_cast<int>(rng() % 24);
+    for (int k = 0; k < length; ++k) {
+      if (!valid_utf8_only && rng() % 10 == 0) text += invalid[rng() % invalid.size()];
+      else text += atoms[rng() % atoms.size()];
+    }
+    texts.push_back(std::move(text));
+  }
+  return texts;
+}
+
+struct RoundTripSource {
+  const char* file;
+  const char* pre = "gpt2";
+  bool invalid_bytes = true;  // every byte has a token (or a byte-fallback token)
+};
+
+void PrintTo(const RoundTripSource& source, std::ostream* out) { *out << source.file; }
+
+class BpeRoundTrip : public ::testing::TestWithParam<RoundTripSource> {};
+
+// decode(encode(s)) == s, with the vectors' inputs and random strings. SentencePiece-style vocabularies
+// prepend a space that decoding drops after BOS, so they are encoded with BOS. Qwen2 NFC-normalizes, so
+// its round trip gives NFC(s).
+TEST_P(BpeRoundTrip, DecodeInvertsEncode) {
+  const auto& source = GetParam();
+  const fs::path file = tokenizers_dir() / source.file;
+  FBQ_REQUIRE_FILE(file);
+  const auto tokenizer = load_tokenizer(file, 0, source.pre);
+  const bool nfc = std::string_view(source.pre) == "qwen2";
+  auto texts = random_texts(300, !source.invalid_bytes);
+  const fs::path vectors = tokenizers_dir() / "ggml-vocab-gpt-2.gguf";
+  if (fs::exists(vectors.string() + ".inp"))
+    for (auto& input : test::read_vocab_vectors(vectors).inputs) texts.push_back(input);
+  for (const auto& text : texts) {
+    const auto ids = tokenizer->tokenize(text, {.add_bos = true});
+    EXPECT_EQ(tokenizer->decode(ids), nfc ? nfc_normalize(text) : text) << escaped(text) << " -> " << joined(ids);
+  }
+}
+
+// Vocabularies marked `false` have no token for some bytes that never occur in valid UTF-8 (0xC0, 0xC1,
+// 0xF5-0xFF; falcon also lacks some control bytes, refact/starcoder 0xF1, smollm2 21 bytes): Hugging Face
+// drops such bytes too, so those round trips use valid UTF-8 only.
+const RoundTripSource kRoundTrips[] = {
+    {"ggml-vocab-gpt-2.gguf"},
+    {"gpt2-vocab.json"},
+    {"ggml-vocab-llama-spm.gguf"},
+    {"llama2-tokenizer.json"},
+    {"llama3-tokenizer.model"},
+    {"qwen2-vocab.json", "qwen2"},
+    {"ggml-vocab-deepseek-coder.gguf", "gpt2", false},
+    {"ggml-vocab-deepseek-llm.gguf", "gpt2", false},
+    {"ggml-vocab-falcon.gguf", "gpt2", false},
+    {"falcon-tokenizer.json", "gpt2", false},
+    {"ggml-vocab-mpt.gguf", "gpt2", false},
+    {"ggml-vocab-phi-3.gguf"},
+    {"ggml-vocab-refact.gguf", "gpt2", false},
+    {"ggml-vocab-starcoder.gguf", "gpt2", false},
+    {"ggml-vocab-gpt-neox.gguf", "gpt2", false},
+    {"phi2-tokenizer.json"},
+    {"phi3-mini-tokenizer.json"},
+    {"mistral-v3-tokenizer.json"},
+    {"smollm2-tokenizer.json", "gpt2", false},
+};
+
+INSTANTIATE_TEST_SUITE_P(Sources, BpeRoundTrip, ::testing::ValuesIn(kRoundTrips), [](const auto& info) {
+  std::string name = info.param.file;
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+});
+
+// The Hugging Face form of Mistral v0.3's tokenizer gives the same ids as its SentencePiece .model.
+TEST(BpeTokenizer, MistralJsonMatchesSentencePieceModel) {
+  const fs::path json = tokenizers_dir() / "mistral-v3-tokenizer.json";
+  const fs::path model = tokenizers_dir() / "mistral-v3-tokenizer.model";
+  const fs::path vectors = tokenizers_dir() / "ggml-vocab-llama-spm.gguf";
+  FBQ_REQUIRE_FILE(json);
+  FBQ_REQUIRE_FILE(model);
+  FBQ_REQUIRE_FILE(vectors.string() + ".inp");
+  const auto from_json = load_tokenizer(json);
+  const auto from_model = load_tokenizer(model);
+  int matching = 0;
+  const auto inputs = test::read_vocab_vectors(vectors).inputs;
+  for (const auto& input : inputs) {
+    const auto ids = from_json->tokenize(input, {});
+    const auto reference = from_model->tokenize(input, {});
+    matching += ids == reference;
+    EXPECT_EQ(ids, reference) << escaped(input);
+  }
+  EXPECT_EQ(matching, static_cast<int>(inputs.size()));
+}
+
+TEST(BpeTokenizer, Llama3SpecialTokensAndReference) {
+  const fs::path file = tokenizers_dir() / "llama3-tokenizer.model";
+  FBQ_REQUIRE_FILE(file);
+  const auto tokenizer = load_tokenizer(file);
+  EXPECT_EQ(tokenizer->vocab_size(), 128256);
+  EXPECT_EQ(tokenizer->bos_id(), 128000);
+  // meta-llama/llama3 llama/test_tokenizer.py (BOS + text + EOS).
+  auto ids = tokenizer->tokenize("This is a test sentence.", {.add_bos = true});
+  ids.push_back(tokenizer->eos_id());
+  EXPECT_EQ(ids, (std::vector<int>{128000, 2028, 374, 264, 1296, 11914, 13, 128001}));
+  const std::string chat = "<|start_header_id|>user<|end_header_id|>";
+  EXPECT_EQ(tokenizer->tokenize(chat, {.parse_special = true}), (std::vector<int>{128006, 882, 128007}));
+  const auto as_text = tokenizer->tokenize(chat, {});
+  EXPECT_GT(as_text.size(), 3u) << "without --parse-special a control token is plain text";
+  EXPECT_EQ(tokenizer->decode(as_text), chat);
+}
+
+TEST(BpeTokenizer, QwenAddedTokensAndNoBos) {
+  const fs::path file = tokenizers_dir() / "qwen2-vocab.json";
+  FBQ_REQUIRE_FILE(file);
+  const auto tokenizer = load_tokenizer(file, 0, "qwen2");
+  EXPECT_EQ(tokenizer->bos_id(), -1) << "Qwen2 has no BOS";
+  EXPECT_EQ(tokenizer->eos_id(), 151645) << "tokenizer_config.json: eos <|im_end|>";
+  const auto ids = tokenizer->tokenize("<|im_start|>user\nhi<|im_end|>", {.add_bos = true, .parse_special = true});
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 151644);
+  EXPECT_EQ(ids.back(), 151645);
+}
+
+TEST(BpeTokenizer, SmolLm2PairMergesAndPhi2AddedSpaces) {
+  const fs::path smollm = tokenizers_dir() / "smollm2-tokenizer.json";
+  const fs::path phi2 = tokenizers_dir() / "phi2-tokenizer.json";
+  FBQ_REQUIRE_FILE(smollm);
+  FBQ_REQUIRE_FILE(phi2);
+  const auto smol = load_tokenizer(smollm);
+  EXPECT_EQ(smol->vocab_size(), 49152);
+  EXPECT_EQ(smol->tokenize("<|im_start|>", {.parse_special = true}), std::vector<int>{1});
+  EXPECT_EQ(smol->tokenize("2024", {}).size(), 4u) << "Digits(individual_digits): one token per digit";
+  const auto phi = load_tokenizer(phi2);
+  const std::string spaces(8, ' ');
+  const auto ids = phi->tokenize("a" + spaces + "b", {});
+  ASSERT_EQ(ids.size(), 3u) << joined(ids);
+  EXPECT_EQ(phi->decode_piece(ids[0], ids[1]), spaces) << "phi-2's added whitespace tokens match as one token";
+}
+
+// A byte-level token can end inside a UTF-8 character; the stream holds such bytes back.
+TEST(BpeTokenizer, StreamingNeverSplitsACharacter) {
+  const fs::path file = tokenizers_dir() / "gpt2-vocab.json";
+  FBQ_REQUIRE_FILE(file);
+  const auto tokenizer = load_tokenizer(file);
+  const std::string text = "日本語 🦙👩\xE2\x80\x8D💻 ខ្មែរ done";
+  const auto ids = tokenizer->tokenize(text, {});
+  Utf8Stream stream;
+  std::string streamed;
+  bool split_somewhere = false;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto piece = tokenizer->decode_piece(i ? ids[i - 1] : -1, ids[i]);
+    split_somewhere |= !is_valid_utf8(piece);
+    const auto chunk = stream.push(piece);
+    EXPECT_TRUE(is_valid_utf8(chunk)) << "chunk " << i;
+    streamed += chunk;
+  }
+  streamed += stream.flush();
+  EXPECT_TRUE(split_somewhere) << "the text should have tokens ending mid-character";
+  EXPECT_EQ(streamed, text);
+}
+
+}  // namespace
+}  // namespace fbq
