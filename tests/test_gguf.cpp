@@ -395,6 +395,17 @@ TEST_F(Gguf, RejectsOtherArchitectures) {
   }
 }
 
+// The fuzzer's seed corpus (written with GgufWriter) must stay valid, or the fuzzer starts from nothing.
+TEST(GgufCorpus, SeedFilesParse) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(test::source_dir() / "tests" / "corpus" / "gguf")) {
+    const GgufFile file(entry.path());
+    for (const auto& tensor : file.tensors()) EXPECT_NO_THROW(dequantize_gguf_tensor(tensor, file.path()));
+    ++files;
+  }
+  EXPECT_GE(files, 5);
+}
+
 class GgufStories260K : public ::testing::Test {
  protected:
   static std::filesystem::path dir() { return test::shared_dir() / "models" / "stories260K"; }
