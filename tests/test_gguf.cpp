@@ -207,6 +207,15 @@ TEST_F(Gguf, FloatTensorsConvertExactly) {
   }
 }
 
+// Found by fuzz_gguf: a tensor with a zero dimension handed memcpy a null pointer.
+TEST_F(Gguf, EmptyTensorDequantizesToNothing) {
+  GgufWriter writer;
+  writer.add_tensor("empty", GgmlType::F32, {0, 2}, {});
+  const GgufFile file(write(writer.bytes()));
+  EXPECT_EQ(file.tensors().at(0).numel(), 0);
+  EXPECT_TRUE(dequantize_gguf_tensor(file.tensors().at(0), file.path()).empty());
+}
+
 TEST_F(Gguf, MetadataOfEveryTypeRoundTrips) {
   GgufWriter writer;
   writer.set("u8", gguf_int(GgufType::UINT8, 200));
