@@ -129,14 +129,7 @@ class ModelFiles : public ::testing::Test {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
-    const auto err = tmp_.path() / "stderr.txt";
-    const auto command = fmt::format("'{}' inspect '{}' >/dev/null 2>'{}'", FBQ_CLI_PATH, model.string(), err.string());
-    const int status = std::system(command.c_str());
-    ASSERT_TRUE(WIFEXITED(status)) << "the CLI crashed on " << model;
-    EXPECT_EQ(WEXITSTATUS(status), 1);
-    const auto message = test::read_file(err);
-    EXPECT_EQ(message.rfind("fbq: error: ", 0), 0u) << message;
-    EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+    test::expect_inspect_fails(model, tmp_.path());
   }
 
   test::TempDir tmp_;

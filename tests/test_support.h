@@ -2,8 +2,11 @@
 // Shared helpers for the test suite: where reference data lives, skipping when it is absent, small
 // file utilities and a minimal .npy reader for PyTorch reference outputs.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -56,6 +59,20 @@ class TempDir {
   }
   std::filesystem::path path_;
 };
+
+// `fbq inspect FILE` must fail cleanly: exactly one "fbq: error: ..." line on stderr and exit status 1.
+// `scratch_dir` receives the captured stderr.
+inline void expect_inspect_fails(const std::filesystem::path& file, const std::filesystem::path& scratch_dir) {
+  const auto err = scratch_dir / "stderr.txt";
+  const auto command = std::string("'") + FBQ_CLI_PATH + "' inspect '" + file.string() + "' >/dev/null 2>'" +
+                       err.string() + "'";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "the CLI crashed on " << file;
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const auto message = read_file(err);
+  EXPECT_EQ(message.rfind("fbq: error: ", 0), 0u) << message;
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+}
 
 template <typename T>
 struct NpyArray {

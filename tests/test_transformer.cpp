@@ -11,6 +11,7 @@
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "model/transformer.h"
+#include "test_stories260k.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -81,13 +82,7 @@ TEST(Transformer, Stories260KGreedyMatchesLlama2c) {
   LoadOptions options;
   options.tokenizer = dir / "tok512.bin";
   const auto model = load_model(dir / "stories260K.bin", options);
-  // llama2.c `-n 256` runs positions 0..255, prompt (with BOS) included, and samples after each one, so it
-  // prints the prompt after BOS plus 257 - prompt_length new tokens, then "\n".
-  const std::string prompt = "Once upon a time";
-  GenerateOptions generate_options;
-  generate_options.max_new_tokens = 257 - static_cast<int>(model.tokenizer->encode(prompt, true).size());
-  const auto result = generate(model, prompt, generate_options);
-  EXPECT_EQ(result.text + "\n", test::read_file(dir / "reference_greedy_256.txt"));
+  EXPECT_EQ(test::llama2c_greedy_256(model), test::read_file(dir / "reference_greedy_256.txt"));
 }
 
 TEST(Transformer, BabyLlamaGeneratesReadableText) {

@@ -160,6 +160,7 @@ void dequantize_block(const BlockQ6_K& block, float* out) {
 std::vector<float> dequantize_gguf_tensor(const GgufTensor& tensor, const std::filesystem::path& file) {
   const auto& traits = *ggml_type_traits(static_cast<std::uint32_t>(tensor.type));  // GgufFile checked it
   std::vector<float> values(static_cast<std::size_t>(tensor.numel()));
+  if (values.empty()) return values;  // a zero dimension: no bytes to convert (and no pointers to pass memcpy)
   const auto raw = tensor.data;
   const auto n = traits.block_elements;
   switch (tensor.type) {

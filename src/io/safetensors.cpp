@@ -153,7 +153,9 @@ TensorStore TensorStore::open_directory(const std::filesystem::path& dir) {
     auto& shard = shards[shard_name];
     if (!shard) shard = std::make_shared<const SafetensorsFile>(dir / shard_name);
     const auto& tensors = shard->tensors();
-    const auto it = std::find_if(tensors.begin(), tensors.end(), [&](const TensorView& v) { return v.name == name; });
+    // An init-capture: clang before 16 cannot capture a structured binding.
+    const auto it =
+        std::find_if(tensors.begin(), tensors.end(), [&wanted = name](const TensorView& v) { return v.name == wanted; });
     if (it == tensors.end())
       fail("{}: index says tensor '{}' is in {}, but it is not", index_path.string(), name, shard_name);
     store.add(shard, *it);
