@@ -253,5 +253,99 @@ TEST(BpeTokenizer, StreamingNeverSplitsACharacter) {
   EXPECT_EQ(streamed, text);
 }
 
+// ---- bad input: one clear error line from the library, and from `fbq tokenize` ----------------------
+
+struct BadTokenizerFile {
+  const char* name;      // file name (the loader is chosen by it)
+  const char* content;
+  const char* message;   // part of the expected error
+};
+
+void PrintTo(const BadTokenizerFile& bad, std::ostream* out) { *out << bad.name << ": " << bad.message; }
+
+const BadTokenizerFile kBadFiles[] = {
+    {"tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {", "not valid JSON"},
+    {"tokenizer.json", "[1, 2]", "no \"model\" object"},
+    {"tokenizer.json", R"({"model": {"type": "Unigram", "vocab": []}})", "model type 'Unigram' is not supported"},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}}})", "no merges array"},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a c"]}})",
+     "names 'c', which is not in the vocabulary"},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}})",
+     "makes 'ab', which is not in the vocabulary"},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [7]}})",
+     "neither \"left right\""},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": -3}, "merges": []}})", "not an id"},
+    {"tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}})",
+     "id 0 is given to two tokens"},
+    {"tokenizer.json",
+     R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(["}, "behavior": "Isolated"},
+         "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
+     "bad pre-tokenizer regex"},
+    {"tokenizer.json",
+     R"({"pre_tokenizer": {"type": "WhitespaceSplit"}, "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})",
+     "pre_tokenizer {\"type\":\"WhitespaceSplit\"} is not supported"},
+    {"tokenizer.json",
+     R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": -1, "content": "<x>"}]})",
+     "added token '<x>' has id -1"},
+    {"tokenizer.model", "YQ== 0\nYg== x\n", ":2: not a tiktoken line"},
+    {"tokenizer.model", "YQ== 0\nYQ== 0\n", ":2: rank 0 appears twice"},
+    {"vocab.json", R"({"a": 0})", "no merges file beside it"},
+};
+
+class BadTokenizerFiles : public ::testing::TestWithParam<BadTokenizerFile> {};
+
+TEST_P(BadTokenizerFiles, OneClearErrorLine) {
+  const auto& bad = GetParam();
+  const test::TempDir dir;
+  const fs::path file = dir.path() / bad.name;
+  test::write_file(file, bad.content);
+  try {
+    load_tokenizer(file);
+    ADD_FAILURE() << "loaded a bad file";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find(bad.message), std::string::npos) << error.what();
+    EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos) << error.what();
+  }
+  const auto message = test::expect_cli_fails("tokenize --tokenizer '" + file.string() + "' -p hi", dir.path());
+  EXPECT_NE(message.find(bad.message), std::string::npos) << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, BadTokenizerFiles, ::testing::ValuesIn(kBadFiles));
+
+TEST(BpeTokenizer, MergesFileNamingAnUnknownToken) {
+  const test::TempDir dir;
+  test::write_file(dir.path() / "tiny-vocab.json", R"({"a": 0, "b": 1, "ab": 2})");
+  test::write_file(dir.path() / "tiny-merges.txt", "#version: 0.2\na b\nab z\n");
+  const auto message = test::expect_cli_fails("tokenize --tokenizer '" + (dir.path() / "tiny-vocab.json").string() + "' -p ab",
+                                              dir.path());
+  EXPECT_NE(message.find("merge 2 ('ab' 'z') names 'z'"), std::string::npos) << message;
+  test::write_file(dir.path() / "tiny-merges.txt", "#version: 0.2\na b\n");
+  const auto tokenizer = load_tokenizer(dir.path() / "tiny-vocab.json");
+  EXPECT_EQ(tokenizer->tokenize("abba", {}), (std::vector<int>{2, 1, 0}));
+  EXPECT_THROW(load_tokenizer(dir.path() / "tiny-vocab.json", 0, "no-such-pre"), Error);
+}
+
+// `fbq tokenize` prints what llama-tokenize prints: the ids, or one "id -> 'piece'" line per token.
+TEST(BpeTokenizer, TokenizeCommand) {
+  const fs::path file = tokenizers_dir() / "gpt2-vocab.json";
+  FBQ_REQUIRE_FILE(file);
+  const test::TempDir dir;
+  const auto out = dir.path() / "out.txt";
+  const auto run = [&](const std::string& arguments) {
+    const auto command = std::string("'") + FBQ_CLI_PATH + "' tokenize --tokenizer '" + file.string() + "' " +
+                         arguments + " >'" + out.string() + "' 2>/dev/null";
+    EXPECT_EQ(std::system(command.c_str()), 0) << arguments;
+    return test::read_file(out);
+  };
+  EXPECT_EQ(run("-p 'Hello world'"), "[15496, 995]\n");
+  EXPECT_EQ(run("-p 'Hello world' --json"), "{\"ids\":[15496,995]}\n");
+  EXPECT_EQ(run("-p 'Hello world' --pieces"), " 15496 -> 'Hello'\n   995 -> ' world'\n");
+  test::write_file(dir.path() / "text.txt", "Hello world\n");
+  EXPECT_EQ(run("--text '" + (dir.path() / "text.txt").string() + "'"), "[15496, 995, 198]\n") << "the file's exact bytes";
+  test::expect_cli_fails("tokenize -p hi", dir.path());
+  test::expect_cli_fails("tokenize --tokenizer '" + file.string() + "'", dir.path());
+  test::expect_cli_fails("tokenize --tokenizer '" + (dir.path() / "missing.json").string() + "' -p hi", dir.path());
+}
+
 }  // namespace
 }  // namespace fbq

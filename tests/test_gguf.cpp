@@ -418,9 +418,10 @@ TEST(GgufCorpus, SeedFilesParse) {
 class GgufStories260K : public ::testing::Test {
  protected:
   static std::filesystem::path dir() { return test::shared_dir() / "models" / "stories260K"; }
+  // The .gguf brings its own vocabulary (tokenizer.ggml.model = llama); the .bin uses tok512.model.
   static Model load(const std::string& file) {
     LoadOptions options;
-    options.tokenizer = dir() / "tok512.model";
+    if (!file.ends_with(".gguf")) options.tokenizer = dir() / "tok512.model";
     return load_model(dir() / file, options);
   }
 };
@@ -445,6 +446,17 @@ TEST_F(GgufStories260K, LogitsEqualTheLlama2cCheckpoint) {
 TEST_F(GgufStories260K, GreedyMatchesLlama2c) {
   FBQ_REQUIRE_FILE(dir() / "stories260K.gguf");
   EXPECT_EQ(test::llama2c_greedy_256(load("stories260K.gguf")), test::read_file(dir() / "reference_greedy_256.txt"));
+}
+
+TEST_F(GgufStories260K, EmbeddedVocabularyTokenizesLikeTheSentencePieceModel) {
+  FBQ_REQUIRE_FILE(dir() / "stories260K.gguf");
+  FBQ_REQUIRE_FILE(dir() / "tok512.model");
+  const auto embedded = load_tokenizer(dir() / "stories260K.gguf");
+  const auto sentencepiece = load_tokenizer(dir() / "tok512.model");
+  ASSERT_EQ(embedded->vocab_size(), sentencepiece->vocab_size());
+  for (const std::string text : {"Once upon a time, there was a little girl named Lily.", "She said: \"Wow!\" 123",
+                                 "Tom and Sue ran to the park\nand played."})
+    EXPECT_EQ(embedded->encode(text, true), sentencepiece->encode(text, true)) << text;
 }
 
 }  // namespace

@@ -62,16 +62,22 @@ class TempDir {
 
 // `fbq inspect FILE` must fail cleanly: exactly one "fbq: error: ..." line on stderr and exit status 1.
 // `scratch_dir` receives the captured stderr.
-inline void expect_inspect_fails(const std::filesystem::path& file, const std::filesystem::path& scratch_dir) {
+// Runs `fbq ARGUMENTS` (already shell-quoted) and expects the CLI's failure contract: exit status 1 and
+// exactly one "fbq: error: ..." line on stderr, which is returned.
+inline std::string expect_cli_fails(const std::string& arguments, const std::filesystem::path& scratch_dir) {
   const auto err = scratch_dir / "stderr.txt";
-  const auto command = std::string("'") + FBQ_CLI_PATH + "' inspect '" + file.string() + "' >/dev/null 2>'" +
-                       err.string() + "'";
+  const auto command = std::string("'") + FBQ_CLI_PATH + "' " + arguments + " >/dev/null 2>'" + err.string() + "'";
   const int status = std::system(command.c_str());
-  ASSERT_TRUE(WIFEXITED(status)) << "the CLI crashed on " << file;
-  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_TRUE(WIFEXITED(status)) << "the CLI crashed: " << arguments;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << arguments;
   const auto message = read_file(err);
   EXPECT_EQ(message.rfind("fbq: error: ", 0), 0u) << message;
   EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+  return message;
+}
+
+inline void expect_inspect_fails(const std::filesystem::path& file, const std::filesystem::path& scratch_dir) {
+  expect_cli_fails("inspect '" + file.string() + "'", scratch_dir);
 }
 
 template <typename T>
