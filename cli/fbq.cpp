@@ -307,7 +307,7 @@ void run_bench_method(const std::string& method, int rows, int cols, const fbq::
 
 struct TokenizeArgs {
   std::string model, tokenizer, prompt, text_file, pre = "gpt2";
-  bool pieces = false, bos = false, parse_special = false, json = false;
+  bool pieces = false, bos = false, parse_special = false, json = false, stats = false;
 };
 
 // Control characters spelled out, so that a piece like "\n" is visible on its line.
@@ -333,7 +333,18 @@ void run_tokenize(const TokenizeArgs& args) {
   }
   const auto tokenizer = fbq::load_tokenizer(tokenizer_path, 0, args.pre);
   const std::string text = args.text_file.empty() ? args.prompt : fbq::read_text_file(args.text_file);
+  const auto start = std::chrono::steady_clock::now();
   const auto ids = tokenizer->tokenize(text, {.add_bos = args.bos, .parse_special = args.parse_special});
+  const double seconds = fbq::seconds_since(start);
+  if (args.stats) {  // throughput only: the encode call, without loading or reading
+    const double mb_per_s = text.size() / 1e6 / std::max(seconds, 1e-9);
+    if (args.json)
+      fmt::print("{}\n", nlohmann::json{{"tokenizer", tokenizer_path.string()}, {"bytes", text.size()}, {"tokens", ids.size()},
+                                        {"seconds", seconds}, {"mb_per_s", mb_per_s}}.dump());
+    else
+      fmt::print("{} bytes -> {} tokens in {:.3f} s: {:.2f} MB/s\n", text.size(), ids.size(), seconds, mb_per_s);
+    return;
+  }
   std::vector<std::string> pieces;
   for (std::size_t i = 0; args.pieces && i < ids.size(); ++i)
     pieces.push_back(tokenizer->decode_piece(i == 0 ? -1 : ids[i - 1], ids[i]));
@@ -445,6 +456,7 @@ int main(int argc, char** argv) {
   tokenize->add_flag("--bos", tok.bos, "put BOS first (when the tokenizer has one)");
   tokenize->add_flag("--parse-special", tok.parse_special, "control tokens written in the text become single tokens");
   tokenize->add_flag("--json", tok.json, "print {\"ids\": [...]}");
+  tokenize->add_flag("--stats", tok.stats, "print only the byte and token counts and the encoding speed");
 
   fbq::QuantizeOptions quant;
   std::string quant_model, quant_output, quant_calib, quant_tokenizer;

@@ -4,6 +4,7 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <queue>
@@ -77,6 +78,9 @@ class BpeTokenizer final : public Tokenizer {
              vocab_size());
       if (token.content.empty()) fail("{}: added token {} has empty content", source_, token.id);
       added_by_id_[token.id] = &token;
+      const auto first = static_cast<unsigned char>(token.content[0]);
+      added_by_first_byte_[1][first].push_back(&token);
+      if (!token.special) added_by_first_byte_[0][first].push_back(&token);
     }
     for (int id : {v_.bos_id, v_.eos_id, v_.unk_id})
       if (id >= vocab_size()) fail("{}: special token id {} is outside the vocabulary (size {})", source_, id, vocab_size());
@@ -176,19 +180,18 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   // The leftmost added token at or after `from` (longest first at the same position), with lstrip/rstrip
-  // whitespace included in [begin, end).
+  // whitespace included in [begin, end). Only tokens whose first byte matches are tried at a position.
   AddedMatch next_added_token(std::string_view text, std::size_t from, bool parse_special) const {
-    if (v_.added.empty()) return {text.size(), text.size(), nullptr};
+    const auto& by_first_byte = added_by_first_byte_[parse_special];
     for (std::size_t at = from; at < text.size(); ++at)
-      for (const auto& token : v_.added) {
-        if (token.special && !parse_special) continue;
-        if (text.compare(at, token.content.size(), token.content) != 0) continue;
-        std::size_t begin = at, end = at + token.content.size();
-        if (token.lstrip)
+      for (const AddedToken* token : by_first_byte[static_cast<unsigned char>(text[at])]) {
+        if (text.compare(at, token->content.size(), token->content) != 0) continue;
+        std::size_t begin = at, end = at + token->content.size();
+        if (token->lstrip)
           while (begin > from && is_space(text[begin - 1])) --begin;
-        if (token.rstrip)
+        if (token->rstrip)
           while (end < text.size() && is_space(text[end])) ++end;
-        return {begin, end, &token};
+        return {begin, end, token};
       }
     return {text.size(), text.size(), nullptr};
   }
@@ -310,6 +313,8 @@ class BpeTokenizer final : public Tokenizer {
   std::unordered_map<std::uint64_t, std::pair<int, int>> merge_index_;  // (left, right) -> (rank, result)
   std::vector<Regex> regexes_;
   std::unordered_map<int, const AddedToken*> added_by_id_;
+  // [parse_special][first byte]: the added tokens that may match there, longest first.
+  std::array<std::array<std::vector<const AddedToken*>, 256>, 2> added_by_first_byte_;
 };
 
 }  // namespace
