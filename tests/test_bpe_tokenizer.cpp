@@ -349,3 +349,36 @@ TEST(BpeTokenizer, TokenizeCommand) {
 
 }  // namespace
 }  // namespace fbq
+
+namespace fbq {
+namespace {
+
+// The fuzzers' seed files (tests/corpus/) stay valid inputs, so the fuzzers start from working files.
+TEST(TokenizerCorpus, SeedFilesLoad) {
+  const auto corpus = test::source_dir() / "tests" / "corpus";
+  int loaded = 0;
+  for (const auto& entry : fs::directory_iterator(corpus / "tokenizer_json")) {
+    const auto tokenizer = load_hf_tokenizer_json(entry.path());
+    EXPECT_FALSE(tokenizer->tokenize("Hello ab x", {.add_bos = true}).empty()) << entry.path();
+    ++loaded;
+  }
+  for (const auto& entry : fs::directory_iterator(corpus / "tiktoken")) {
+    EXPECT_EQ(load_tiktoken(entry.path())->tokenize("Hello world", {}), (std::vector<int>{2, 3})) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 4);
+}
+
+// Inputs the fuzzers found (tests/corpus/regressions/HARNESS-*): each is refused with fbq::Error.
+TEST(TokenizerCorpus, FuzzFindingsAreRefusedCleanly) {
+  const auto regressions = test::source_dir() / "tests" / "corpus" / "regressions";
+  const test::TempDir dir;
+  EXPECT_THROW(load_hf_tokenizer_json(regressions / "tokenizer_json-wrong-type.json"), Error);
+  const auto both = test::read_file(regressions / "vocab_merges-invalid-utf8.bin");  // vocab \0 merges
+  test::write_file(dir.path() / "vocab.json", both.substr(0, both.find('\0')));
+  test::write_file(dir.path() / "merges.txt", both.substr(both.find('\0') + 1));
+  EXPECT_THROW(load_vocab_merges(dir.path() / "vocab.json", "gpt2"), Error);
+}
+
+}  // namespace
+}  // namespace fbq

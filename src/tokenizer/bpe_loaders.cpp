@@ -29,6 +29,22 @@ json read_json(const fs::path& path) {
   }
 }
 
+// A JSON value shortened for an error message (invalid UTF-8 replaced, never a second exception).
+std::string excerpt(const json& value, std::size_t limit = 120) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace).substr(0, limit);
+}
+
+// Turns nlohmann's exceptions for a value of the wrong type ("cannot use value() with null") into one
+// error line naming the file.
+template <typename Build>
+std::unique_ptr<Tokenizer> with_json_errors(const std::string& where, Build build) {
+  try {
+    return build();
+  } catch (const json::exception& error) {
+    fail("{}: unexpected content ({})", where, error.what());
+  }
+}
+
 // "a b" (tokenizers < 0.20, merges.txt) or ["a", "b"] (tokenizers >= 0.20). A few SentencePiece-converted
 // vocabularies hold tokens with literal spaces ("   " = " " + "  "): there the split is the first one
 // whose two sides and their concatenation are all tokens.
@@ -48,7 +64,7 @@ std::pair<std::string, std::string> parse_merge(const json& entry, const std::st
     }
     if (first) return *first;  // none fits: the engine names the unknown token
   }
-  fail("{}: merge {} is neither \"left right\" nor [\"left\", \"right\"]", where, entry.dump());
+  fail("{}: merge {} is neither \"left right\" nor [\"left\", \"right\"]", where, excerpt(entry));
 }
 
 std::pair<std::string, std::string> merge_to_bytes(std::pair<std::string, std::string> merge) {
@@ -61,7 +77,7 @@ std::vector<std::string> tokens_from_vocab(const json& vocab, const std::string&
   std::int64_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > (1 << 24))
-      fail("{}: token '{}' has id {}, not an id in [0, 2^24]", where, token, id.dump());
+      fail("{}: token '{}' has id {}, not an id in [0, 2^24]", where, token, excerpt(id));
     max_id = std::max(max_id, id.get<std::int64_t>());
   }
   std::vector<std::string> tokens(static_cast<std::size_t>(max_id + 1));
@@ -141,14 +157,14 @@ void read_normalizer(const json& normalizer, JsonPipeline& p, const std::string&
              normalizer.value("content", "") == "\xE2\x96\x81") {
     // spaces become U+2581: what the pieces alphabet does anyway
   } else {
-    fail("{}: normalizer {} is not supported", where, normalizer.dump().substr(0, 120));
+    fail("{}: normalizer {} is not supported", where, excerpt(normalizer));
   }
 }
 
 void read_pre_tokenizer(const json& pre, JsonPipeline& p, const std::string& where) {
   if (pre.is_null()) return;
   const auto type = pre.value("type", "");
-  const auto unsupported = [&] { fail("{}: pre_tokenizer {} is not supported", where, pre.dump().substr(0, 160)); };
+  const auto unsupported = [&] { fail("{}: pre_tokenizer {} is not supported", where, excerpt(pre, 160)); };
   if (type == "Sequence") {
     for (const auto& part : pre.value("pretokenizers", json::array())) read_pre_tokenizer(part, p, where);
   } else if (type == "ByteLevel") {
@@ -184,7 +200,7 @@ std::vector<AddedToken> read_added_tokens(const json& list, const std::string& w
   for (const auto& entry : list) {
     if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() || !entry.contains("content") ||
         !entry["content"].is_string())
-      fail("{}: added token {} needs an integer id and a string content", where, entry.dump().substr(0, 80));
+      fail("{}: added token {} needs an integer id and a string content", where, excerpt(entry).substr(0, 80));
     added.push_back({entry["id"].get<int>(), entry["content"].get<std::string>(), entry.value("special", false),
                      entry.value("lstrip", false), entry.value("rstrip", false)});
   }
@@ -284,9 +300,7 @@ BpeVocabulary gguf_vocabulary(const GgufFile& file, bool byte_level) {
   return v;
 }
 
-}  // namespace
-
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
+std::unique_ptr<Tokenizer> hf_tokenizer_json(const fs::path& path) {
   const std::string where = path.string();
   const json root = read_json(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object())
@@ -323,7 +337,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
   return make_bpe_tokenizer(std::move(v), where);
 }
 
-std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::string_view pre) {
+std::unique_ptr<Tokenizer> vocab_merges(const fs::path& vocab_json, std::string_view pre) {
   const std::string where = vocab_json.string();
   const fs::path merges_path = sibling(vocab_json, "vocab.json", "merges.txt");
   if (!fs::exists(merges_path))
@@ -350,6 +364,16 @@ std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::st
   place_added_tokens(v);
   apply_tokenizer_config(v, sibling(vocab_json, "vocab.json", "tokenizer_config.json"));
   return make_bpe_tokenizer(std::move(v), where);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
+  return with_json_errors(path.string(), [&] { return hf_tokenizer_json(path); });
+}
+
+std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::string_view pre) {
+  return with_json_errors(vocab_json.string(), [&] { return vocab_merges(vocab_json, pre); });
 }
 
 std::unique_ptr<Tokenizer> load_tiktoken(const fs::path& path) {
@@ -382,7 +406,9 @@ std::unique_ptr<Tokenizer> load_tiktoken(const fs::path& path) {
   return make_bpe_tokenizer(std::move(v), where);
 }
 
-std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file) {
+namespace {
+
+std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& file) {
   const std::string where = file.path().string();
   const auto model = file.get_string("tokenizer.ggml.model");
   if (!model) fail("{}: no tokenizer.ggml.model (the GGUF carries no vocabulary)", where);
@@ -410,6 +436,12 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file) {
     return make_bpe_tokenizer(std::move(v), where);
   }
   fail("{}: tokenizer model '{}' is not supported (gpt2 = byte-level BPE, llama = SentencePiece)", where, *model);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file) {
+  return with_json_errors(file.path().string(), [&] { return gguf_tokenizer(file); });
 }
 
 }  // namespace fbq
