@@ -374,6 +374,7 @@ TEST(TokenizerCorpus, FuzzFindingsAreRefusedCleanly) {
   const auto regressions = test::source_dir() / "tests" / "corpus" / "regressions";
   const test::TempDir dir;
   EXPECT_THROW(load_hf_tokenizer_json(regressions / "tokenizer_json-wrong-type.json"), Error);
+  EXPECT_THROW(load_hf_tokenizer_json(regressions / "tokenizer_json-missing-key.json"), Error);  // was a heap overread
   const auto both = test::read_file(regressions / "vocab_merges-invalid-utf8.bin");  // vocab \0 merges
   test::write_file(dir.path() / "vocab.json", both.substr(0, both.find('\0')));
   test::write_file(dir.path() / "merges.txt", both.substr(both.find('\0') + 1));

@@ -18,7 +18,8 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            **{f"fbquant-budgets-w{b}": f"scripts/fbquant_study.sh budgets-w{b}" for b in (3, 2, 4)},
            "fbquant-paired": "scripts/fbquant_study.sh paired", "fbquant-drift": "scripts/fbquant_study.sh drift",
            "kernels": "scripts/bench.sh", "zeroshot": "scripts/zeroshot.sh",
-           "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh"}
+           "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh",
+           "tokenizer-speed": "scripts/tokenizer_speed.sh"}
 
 
 def summarize(path):
@@ -438,6 +439,22 @@ def res_fp_ppl(base, task):
 
 
 RENDERERS["zeroshot"] = zeroshot
+
+
+def tokenizer_speed(rows):
+    text = rows[0]
+    out = ["## Tokenizer speed", "", generated_by("tokenizer-speed"), "",
+           f"`fbq -t 1 tokenize --tokenizer FILE --text ../shared/data/train.txt --stats`: one call encoding the whole "
+           f"file ({text['bytes'] / 1e6:.1f} MB), one thread, best of {text.get('repeats', 1)} runs (load and read "
+           "time excluded). `kind`: how the file is encoded (SentencePiece = libsentencepiece; the rest is fbquant's "
+           "BPE engine).", "",
+           "| tokenizer file | kind | tokens | MB/s |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f'| `{os.path.basename(r["tokenizer"])}` | {r["kind"]} | {r["tokens"]:,} | {r["mb_per_s"]:.2f} |')
+    return out
+
+
+RENDERERS["tokenizer-speed"] = tokenizer_speed
 
 
 

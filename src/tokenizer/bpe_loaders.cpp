@@ -153,7 +153,7 @@ void read_normalizer(const json& normalizer, JsonPipeline& p, const std::string&
     p.nfc = true;
   } else if (type == "Prepend" && normalizer.value("prepend", "") == "\xE2\x96\x81") {
     p.space_prefix = true;
-  } else if (type == "Replace" && normalizer["pattern"].value("String", "") == " " &&
+  } else if (type == "Replace" && normalizer.value("pattern", json::object()).value("String", "") == " " &&
              normalizer.value("content", "") == "\xE2\x96\x81") {
     // spaces become U+2581: what the pieces alphabet does anyway
   } else {
@@ -173,7 +173,7 @@ void read_pre_tokenizer(const json& pre, JsonPipeline& p, const std::string& whe
     if (pre.value("use_regex", true)) p.regexes.push_back(pretokenizer_preset("gpt2").regexes.front());
   } else if (type == "Split") {
     if (pre.value("behavior", "") != "Isolated" || pre.value("invert", false)) unsupported();
-    const auto& pattern = pre["pattern"];
+    const json pattern = pre.value("pattern", json::object());
     if (pattern.contains("Regex")) p.regexes.push_back(pattern["Regex"].get<std::string>());
     else if (pattern.contains("String")) p.regexes.push_back(escape_regex(pattern["String"].get<std::string>()));
     else unsupported();
