@@ -459,5 +459,25 @@ TEST_F(GgufStories260K, EmbeddedVocabularyTokenizesLikeTheSentencePieceModel) {
     EXPECT_EQ(embedded->encode(text, true), sentencepiece->encode(text, true)) << text;
 }
 
+// A GGUF is an FP source for quantize: the packed output carries the GGUF's vocabulary as a vocab-only
+// tokenizer.gguf and runs with it.
+TEST_F(GgufStories260K, QuantizesAndKeepsItsVocabulary) {
+  const auto text = test::shared_dir() / "data" / "moby-test.txt";
+  FBQ_REQUIRE_FILE(dir() / "stories260K.gguf");
+  FBQ_REQUIRE_FILE(text);
+  const test::TempDir scratch;
+  const auto out = scratch.path() / "q8";
+  const auto command = std::string("'") + FBQ_CLI_PATH + "' quantize '" + (dir() / "stories260K.gguf").string() +
+                       "' -o '" + out.string() + "' --method rtn --bits 8 --group-size 4 --calib '" + text.string() +
+                       "' --nsamples 4 --seqlen 64 --quiet >/dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  ASSERT_TRUE(std::filesystem::exists(out / "tokenizer.gguf"));
+  const auto packed = load_model(out);
+  const auto source = load_tokenizer(dir() / "stories260K.gguf");
+  const std::string sample = "Once upon a time, Lily saw a big dog.";
+  EXPECT_EQ(packed.tokenizer->encode(sample, true), source->encode(sample, true));
+  EXPECT_EQ(packed.tokenizer->vocab_size(), source->vocab_size());
+}
+
 }  // namespace
 }  // namespace fbq

@@ -119,7 +119,8 @@ std::optional<std::filesystem::path> tokenizer_beside(const std::filesystem::pat
   namespace fs = std::filesystem;
   if (is_gguf_file(model)) return model;  // the vocabulary is in the file's metadata
   const std::vector<fs::path> candidates = fs::is_directory(model)
-      ? std::vector<fs::path>{model / "tokenizer.model", model / "tokenizer.json", model / "vocab.json"}
+      ? std::vector<fs::path>{model / "tokenizer.model", model / "tokenizer.json", model / "vocab.json",
+                              model / "tokenizer.gguf", model / "tokenizer.bin"}
       : std::vector<fs::path>{model.parent_path() / "tokenizer.bin"};
   for (const auto& candidate : candidates)
     if (fs::exists(candidate)) return candidate;

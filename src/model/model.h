@@ -70,8 +70,9 @@ class CheckpointReader {
   std::string format_;
 };
 
-// The tokenizer file that belongs to MODEL: the .gguf itself; in a Hugging Face directory tokenizer.model,
-// else tokenizer.json, else vocab.json; beside a llama2.c .bin, tokenizer.bin. nullopt when there is none.
+// The tokenizer file that belongs to MODEL: the .gguf itself; in a directory the first of tokenizer.model,
+// tokenizer.json, vocab.json, tokenizer.gguf, tokenizer.bin; beside a llama2.c .bin, tokenizer.bin.
+// nullopt when there is none.
 std::optional<std::filesystem::path> tokenizer_beside(const std::filesystem::path& model);
 
 struct LoadOptions {

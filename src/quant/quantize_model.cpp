@@ -388,8 +388,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                  {"eos_token_id", c.eos_id},
                  {"quantization_config", quantization}};
   std::ofstream(temp / "config.json") << config.dump(2) << "\n";
-  std::filesystem::copy_file(*tokenizer_path, temp / (tokenizer_path->extension() == ".model" ? "tokenizer.model"
-                                                                                              : "tokenizer.bin"));
+  copy_tokenizer_files(*tokenizer_path, temp);
 
   json layers = json::array();
   for (const auto& r : summary.linears) {

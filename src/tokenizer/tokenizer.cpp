@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "io/gguf.h"
+#include "io/gguf_writer.h"
 #include "tokenizer/bpe.h"
 #include "util/error.h"
 
@@ -76,6 +77,34 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int
   if (path.extension() == ".json") return load_hf_tokenizer_json(path);
   if (path.extension() == ".model") return looks_like_tiktoken(path) ? load_tiktoken(path) : load_sentencepiece_tokenizer(path);
   return load_llama2c_tokenizer(path, vocab_size);
+}
+
+void copy_tokenizer_files(const std::filesystem::path& tokenizer_file, const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  const auto copy_as = [&](const fs::path& from, const char* name) {
+    if (fs::exists(from)) fs::copy_file(from, dir / name, fs::copy_options::overwrite_existing);
+  };
+  const std::string name = tokenizer_file.filename().string();
+  const auto sibling = [&](std::string_view own_suffix, const char* other) {
+    return tokenizer_file.parent_path() / (name.substr(0, name.size() - own_suffix.size()) + other);
+  };
+  if (is_gguf_file(tokenizer_file)) {
+    const GgufFile source(tokenizer_file);
+    GgufWriter vocabulary;
+    for (const auto& [key, value] : source.metadata())
+      if (key.starts_with("tokenizer.")) vocabulary.set(key, value);
+    vocabulary.write(dir / "tokenizer.gguf");
+  } else if (name.ends_with("vocab.json")) {
+    copy_as(tokenizer_file, "vocab.json");
+    copy_as(sibling("vocab.json", "merges.txt"), "merges.txt");
+    copy_as(sibling("vocab.json", "added_tokens.json"), "added_tokens.json");
+    copy_as(sibling("vocab.json", "tokenizer_config.json"), "tokenizer_config.json");
+  } else if (tokenizer_file.extension() == ".json") {
+    copy_as(tokenizer_file, "tokenizer.json");
+    if (name.ends_with("tokenizer.json")) copy_as(sibling("tokenizer.json", "tokenizer_config.json"), "tokenizer_config.json");
+  } else {
+    copy_as(tokenizer_file, tokenizer_file.extension() == ".model" ? "tokenizer.model" : "tokenizer.bin");
+  }
 }
 
 }  // namespace fbq

@@ -46,6 +46,11 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path, int vocab_size = 0,
                                           std::string_view pre = "gpt2");
 
+// Puts the files of `tokenizer_file` (any form load_tokenizer reads) into `dir` under the names a model
+// directory uses (tokenizer.model, tokenizer.json + tokenizer_config.json, vocab.json + merges.txt,
+// tokenizer.bin); a GGUF's vocabulary is written as a vocab-only tokenizer.gguf (its tokenizer.* keys).
+void copy_tokenizer_files(const std::filesystem::path& tokenizer_file, const std::filesystem::path& dir);
+
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path);
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& path, int vocab_size);
 
