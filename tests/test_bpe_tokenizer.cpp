@@ -231,6 +231,20 @@ TEST(BpeTokenizer, SmolLm2PairMergesAndPhi2AddedSpaces) {
   EXPECT_EQ(phi->decode_piece(ids[0], ids[1]), spaces) << "phi-2's added whitespace tokens match as one token";
 }
 
+// A tokenizer.json normalizer is applied (Hugging Face behaviour wins over llama.cpp, which skips NFC):
+// a decomposed "e" + U+0301 encodes as the composed "é".
+TEST(BpeTokenizer, NfcNormalizerFromTokenizerJson) {
+  const test::TempDir dir;
+  const auto file = dir.path() / "tokenizer.json";
+  test::write_file(file, R"({"normalizer": {"type": "NFC"},
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+    "model": {"type": "BPE", "vocab": {"e": 0, "Ã": 1, "©": 2, "Ì": 3, "\u0081": 4, "Ã©": 5}, "merges": ["Ã ©"]}})");
+  const auto tokenizer = load_tokenizer(file);
+  EXPECT_EQ(tokenizer->tokenize("\xC3\xA9", {}), std::vector<int>{5});
+  EXPECT_EQ(tokenizer->tokenize("e\xCC\x81", {}), std::vector<int>{5});
+  EXPECT_EQ(nfc_normalize("e\xCC\x81\xFF"), "\xC3\xA9\xFF") << "invalid bytes pass through";
+}
+
 // A byte-level token can end inside a UTF-8 character; the stream holds such bytes back.
 TEST(BpeTokenizer, StreamingNeverSplitsACharacter) {
   const fs::path file = tokenizers_dir() / "gpt2-vocab.json";
