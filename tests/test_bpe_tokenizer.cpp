@@ -43,6 +43,7 @@ const VectorSource kSources[] = {
     {"falcon", "falcon-tokenizer.json"},
     {"mpt", "ggml-vocab-mpt.gguf"},
     {"phi-3", "ggml-vocab-phi-3.gguf"},
+    {"phi-3", "phi3-mini-tokenizer.json"},
     {"refact", "ggml-vocab-refact.gguf"},
     {"starcoder", "ggml-vocab-starcoder.gguf"},
 };
