@@ -77,13 +77,7 @@ void run_compare(const ModelArgs& baseline_args, const ModelArgs& candidate_args
   const auto text = fbq::read_paragraph_text(text_path);
   const auto baseline_model = baseline_args.load();
   const auto candidate_model = candidate_args.load();  // both load before either is scored: errors come first
-  const auto tokens = baseline_model.tokenizer->encode(text, /*add_bos=*/true);
-  if (candidate_model.tokenizer->encode(text, /*add_bos=*/true) != tokens)
-    fbq::fail("the two models' tokenizers cut {} into different tokens: a paired comparison needs the same ones",
-              text_path);
-  const auto baseline = fbq::evaluate_perplexity(baseline_model, tokens, options);
-  const auto candidate = fbq::evaluate_perplexity(candidate_model, tokens, options);
-  const auto d = fbq::paired_difference(baseline, candidate);
+  const auto [baseline, candidate, d] = fbq::compare_perplexity(baseline_model, candidate_model, text, text_path, options);
   if (as_json) {
     const nlohmann::json out = {{"baseline", baseline_args.path},   {"candidate", candidate_args.path},
                                 {"text", text_path},                {"ctx", options.ctx},
@@ -146,7 +140,58 @@ void run_inspect(const ModelArgs& model_args) {
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
 }
 
-void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
+struct VerdictArgs {
+  std::string eval_text = FBQ_DATA_DIR "/eval.txt";
+  int eval_ctx = 256;
+  bool skip = false;  // --no-eval
+};
+
+// Bytes of a file, or of every regular file under a directory.
+std::uintmax_t bytes_on_disk(const std::filesystem::path& path) {
+  if (!std::filesystem::is_directory(path)) return std::filesystem::file_size(path);
+  std::uintmax_t total = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(path))
+    if (entry.is_regular_file()) total += entry.file_size();
+  return total;
+}
+
+// The quantization's verdict: sizes, bits/weight, time, memory, and the original against the result on the
+// evaluation text (paired over windows), as one block of text or one JSON object.
+void print_verdict(const fbq::QuantizeOptions& options, const fbq::QuantizeSummary& summary, const VerdictArgs& args,
+                   bool as_json) {
+  const auto source_bytes = bytes_on_disk(options.model), output_bytes = bytes_on_disk(options.output);
+  nlohmann::json out = {{"output", options.output.string()}, {"method", options.method},
+                        {"bits_per_weight", summary.bits_per_weight}, {"seconds", summary.seconds},
+                        {"peak_rss_mib", summary.peak_rss_kib / 1024.0}, {"source_bytes", source_bytes},
+                        {"output_bytes", output_bytes}};
+  std::string quality = "skipped (--no-eval)";
+  if (!args.skip) {
+    fbq::LoadOptions load;
+    if (options.tokenizer) load.tokenizer = *options.tokenizer;
+    const auto original = fbq::load_model(options.model, load);
+    const auto result = fbq::load_model(options.output);
+    const auto text = fbq::read_paragraph_text(args.eval_text);
+    const auto c = fbq::compare_perplexity(original, result, text, args.eval_text,
+                                           {.ctx = args.eval_ctx, .progress = options.progress});
+    out["eval"] = {{"text", args.eval_text}, {"ctx", args.eval_ctx}, {"windows", c.difference.windows},
+                   {"original_ppl", c.baseline.ppl}, {"result_ppl", c.candidate.ppl},
+                   {"ppl_difference", c.difference.ppl_difference},
+                   {"ppl_difference_stderr", c.difference.ppl_difference_stderr}};
+    quality = fmt::format("PPL {:.2f} -> {:.2f}, {:+.2f} ± {:.2f} (paired over {} windows of {} tokens of {})",
+                          c.baseline.ppl, c.candidate.ppl, c.difference.ppl_difference,
+                          c.difference.ppl_difference_stderr, c.difference.windows, args.eval_ctx, args.eval_text);
+  }
+  if (as_json) return fmt::print("{}\n", out.dump());
+  const auto mib = [](std::uintmax_t bytes) { return bytes / 1048576.0; };
+  fmt::print("\n== verdict: {} ({}) ==\n", options.output.string(), options.method);
+  fmt::print("size     {:.2f} MiB -> {:.2f} MiB on disk ({:.2f}x smaller)\n", mib(source_bytes), mib(output_bytes),
+             static_cast<double>(source_bytes) / std::max<std::uintmax_t>(output_bytes, 1));
+  fmt::print("weights  {:.3f} bits/weight over the quantized linears (branch and scales included)\n", summary.bits_per_weight);
+  fmt::print("cost     {:.1f} s, peak memory {:.1f} MiB\n", summary.seconds, summary.peak_rss_kib / 1024.0);
+  fmt::print("quality  {}\n", quality);
+}
+
+void run_quantize(const fbq::QuantizeOptions& options, const VerdictArgs& verdict, bool as_json) {
   const auto summary = fbq::quantize_model(options);
   // --float-target / --report-float-error add a column: the output error against the float model.
   const bool float_column = options.tracks_float_model();
@@ -157,15 +202,7 @@ void run_quantize(const fbq::QuantizeOptions& options, bool as_json) {
                fmt::format("{}x{}", r.out_features, r.in_features), r.error, r.error_rtn,
                float_column ? fmt::format(" {:>10.6f}", r.error_float.value_or(0.0)) : "", r.bits_per_weight, r.seconds,
                r.note);
-  if (as_json) {
-    const nlohmann::json out = {{"output", options.output.string()}, {"method", options.method},
-                                {"bits_per_weight", summary.bits_per_weight}, {"seconds", summary.seconds},
-                                {"peak_rss_mib", summary.peak_rss_kib / 1024.0}};
-    fmt::print("{}\n", out.dump());
-  } else {
-    fmt::print("wrote {} ({}, {:.3f} bits/weight) in {:.2f}s, peak RSS {:.1f} MiB\n", options.output.string(),
-               options.method, summary.bits_per_weight, summary.seconds, summary.peak_rss_kib / 1024.0);
-  }
+  print_verdict(options, summary, verdict, as_json);
 }
 
 struct EvalArgs {
@@ -366,13 +403,14 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
 
   ModelArgs ppl_model;
-  std::string ppl_text;
+  std::string ppl_text = FBQ_DATA_DIR "/eval.txt";
   fbq::PerplexityOptions ppl_options;
   std::string ppl_nll_out;
   bool ppl_json = false;
   auto* perplexity = app.add_subcommand("perplexity", "perplexity of a text file (DESIGN §5 protocol)");
   ppl_model.add_to(*perplexity);
-  perplexity->add_option("--text", ppl_text, "text file (paragraphs separated by blank lines)")->required();
+  perplexity->add_option("--text", ppl_text, "text file (paragraphs separated by blank lines; default: the bundled data/eval.txt)")
+      ->capture_default_str();
   perplexity->add_option("--ctx", ppl_options.ctx, "window length in tokens")->capture_default_str();
   perplexity->add_option("--max-windows", ppl_options.max_windows, "score only the first K windows (0 = all)")
       ->check(CLI::NonNegativeNumber);
@@ -384,14 +422,15 @@ int main(int argc, char** argv) {
   perplexity->add_flag("--json", ppl_json, "print one JSON object instead of text");
 
   ModelArgs compare_baseline, compare_candidate;
-  std::string compare_text;
+  std::string compare_text = FBQ_DATA_DIR "/eval.txt";
   fbq::PerplexityOptions compare_options;
   bool compare_json = false;
   auto* compare = app.add_subcommand(
       "compare", "perplexity of two models on the same text, and their paired difference with its standard error");
   compare->add_option("BASELINE", compare_baseline.path, "the reference model (directory or .bin)")->required();
   compare->add_option("CANDIDATE", compare_candidate.path, "the model compared with it")->required();
-  compare->add_option("--text", compare_text, "text file (paragraphs separated by blank lines)")->required();
+  compare->add_option("--text", compare_text, "text file (paragraphs separated by blank lines; default: data/eval.txt)")
+      ->capture_default_str();
   compare->add_option("--ctx", compare_options.ctx, "window length in tokens")->capture_default_str();
   compare->add_option("--max-windows", compare_options.max_windows, "score only the first K windows (0 = all)")
       ->check(CLI::NonNegativeNumber);
@@ -487,7 +526,16 @@ int main(int argc, char** argv) {
   quantize->add_option("--val-samples", quant.validation_samples,
                        "extra held-out calibration windows for iterate selection (fbquant)")
       ->capture_default_str();
-  quantize->add_option("--calib", quant_calib, "calibration text file")->required();
+  quant_calib = FBQ_DATA_DIR "/calib.txt";
+  quantize->add_option("--calib", quant_calib, "calibration text file (default: the bundled data/calib.txt)")
+      ->capture_default_str();
+  VerdictArgs verdict;
+  quantize->add_option("--eval-text", verdict.eval_text,
+                       "text on which the verdict compares the original and the result (PPL, paired)")
+      ->capture_default_str();
+  quantize->add_option("--eval-ctx", verdict.eval_ctx, "window length of the verdict's perplexity")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  quantize->add_flag("--no-eval", verdict.skip, "skip the verdict's perplexity comparison");
   quantize->add_option("--nsamples", quant.nsamples, "calibration windows")->capture_default_str();
   quantize->add_option("--seqlen", quant.seqlen, "tokens per calibration window")->capture_default_str();
   quantize->add_option("--seed", quant.seed, "seed for window sampling and methods")->capture_default_str();
@@ -609,7 +657,9 @@ int main(int argc, char** argv) {
       quant.method_options.seed = quant.seed;
       parse_method_settings(method_settings, quant.method_options);
       quant.progress = !quant_quiet;
-      run_quantize(quant, quant_json);
+      if (!verdict.skip && !std::filesystem::is_regular_file(verdict.eval_text))
+        fbq::fail("--eval-text {}: no such file (or pass --no-eval)", verdict.eval_text);
+      run_quantize(quant, verdict, quant_json);
     }
   } catch (const std::exception& e) {
     std::fflush(stdout);

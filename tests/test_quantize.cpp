@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "calib/calibration.h"
@@ -356,6 +357,45 @@ TEST(BenchCli, BadSettingsFailInOneLine) {
     EXPECT_NE(message.find(expected), std::string::npos) << message;
     EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
   }
+}
+
+}  // namespace
+}  // namespace fbq
+
+namespace fbq {
+namespace {
+
+// From a fresh clone (nothing from ../shared): the bundled model and the bundled calibration and evaluation
+// texts give a packed model and a verdict, as text and as JSON; a missing --eval-text fails before any work.
+TEST(QuantizeVerdict, BundledTextAndVerdict) {
+  const auto model = test::bundled_model();
+  FBQ_REQUIRE_FILE(model / "model.safetensors");
+  const test::TempDir tmp;
+  const auto out = tmp.path() / "out.txt";
+  const auto quantize = [&](const std::string& extra) {
+    const auto command = fmt::format("'{}' quantize '{}' -o '{}' --overwrite --method rtn --bits 4 --nsamples 4 "
+                                     "--seqlen 64 --eval-ctx 128 --quiet {} >'{}' 2>/dev/null",
+                                     FBQ_CLI_PATH, model.string(), (tmp.path() / "q").string(), extra, out.string());
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    return test::read_file(out);
+  };
+  const auto text = quantize("");
+  EXPECT_NE(text.find("== verdict: "), std::string::npos) << text;
+  EXPECT_NE(text.find("bits/weight"), std::string::npos) << text;
+  EXPECT_NE(text.find("data/eval.txt"), std::string::npos) << "the bundled evaluation text is the default: " << text;
+  const auto json = nlohmann::json::parse(quantize("--json"));
+  EXPECT_GT(json["source_bytes"].get<double>(), 2 * json["output_bytes"].get<double>());
+  EXPECT_NEAR(json["bits_per_weight"].get<double>(), 4.156, 0.01);
+  const auto& eval = json["eval"];
+  EXPECT_GT(eval["windows"].get<int>(), 100);
+  EXPECT_NEAR(eval["result_ppl"].get<double>() - eval["original_ppl"].get<double>(), eval["ppl_difference"].get<double>(), 1e-9);
+  EXPECT_GT(eval["ppl_difference"].get<double>(), 0.0) << "W4 RTN is a little worse than the original";
+  EXPECT_FALSE(nlohmann::json::parse(quantize("--json --no-eval")).contains("eval"));
+  const auto message = test::expect_cli_fails("quantize '" + model.string() + "' -o '" + (tmp.path() / "never").string() +
+                                              "' --eval-text '" + (tmp.path() / "missing.txt").string() + "'",
+                                              tmp.path());
+  EXPECT_NE(message.find("--eval-text"), std::string::npos) << message;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "never"));
 }
 
 }  // namespace

@@ -415,27 +415,48 @@ def zeroshot(rows):
             out.append(f'| {r["label"]} | {r["bits"]} | {bpw(r)} | ' + " | ".join(fmt(v, ".3f") for v in vals) +
                        f" | {avg:.3f} | {delta} |")
         out += ["", "### Derived last-word tasks, `--bos on`", "",
-                "Greedy accuracy (every target token the argmax) and perplexity of the target word; Δ PPL: paired "
-                "over documents against FP (delta method on the per-document log-likelihood differences).", "",
+                f"The first {zs_word_count(quant[0])} documents (sotu/moby) (FP restricted to the same documents). Greedy "
+                "accuracy (every target token the argmax) and perplexity of the target word (FP's ± here: delta "
+                "method); Δ PPL: paired over documents against FP (delta method on the per-document log-likelihood "
+                "differences).", "",
                 "| method | W | " + " | ".join(f"{n} acc | {n} PPL | {n} Δ PPL vs FP" for _, n in ZS_WORDS) + " |",
                 "|---|---|" + "---|---|---|" * len(ZS_WORDS)]
+        fp_words = {task: zs_words_restricted(docs_fp, keys, task) for task, _ in ZS_WORDS}
         for r in [base] + quant:
             res = zs_results(r)
             cells = []
             for task, _ in ZS_WORDS:
-                t = res[task]
+                t = res[task] if r is not base else fp_words[task]
                 cells += [f'{t["acc,none"]:.3f} ± {t["acc_stderr,none"]:.3f}',
                           f'{t["perplexity,none"]:.1f} ± {t["perplexity_stderr,none"]:.1f}']
                 p = None if r is base else zs_paired(r, base, task, lambda d: d["loglikelihoods"][0])
-                cells.append("–" if p is None else f'{t["perplexity,none"] - res_fp_ppl(base, task):+.2f} ± '
+                cells.append("–" if p is None else f'{t["perplexity,none"] - fp_words[task]["perplexity,none"]:+.2f} ± '
                                                   f'{t["perplexity,none"] * p[1]:.2f}')
             w = "–" if r is base else str(r["bits"])
             out.append(f'| {r["label"]} | {w} | ' + " | ".join(cells) + " |")
     return out
 
 
-def res_fp_ppl(base, task):
-    return zs_results(base)[task]["perplexity,none"]
+def zs_word_count(row):
+    """"300/300": how many documents of each last-word task the row scored."""
+    samples = zs_results(row)["_samples"]
+    return "/".join(str(samples[t]["effective"]) for t, _ in ZS_WORDS)
+
+
+def zs_words_restricted(docs_fp, keys, task):
+    """FP's last-word metrics on the documents the quantized rows scored: acc ± mean_stderr, and
+    PPL = exp(−mean loglikelihood) ± its delta-method stderr (PPL · sd(ll) / √n)."""
+    docs = [docs_fp[k] for k in keys if k[0] == task and k in docs_fp]
+    n = len(docs)
+    acc = [d["acc"] for d in docs]
+    ll = [d["loglikelihoods"][0] for d in docs]
+    def mean_se(xs):
+        m = sum(xs) / len(xs)
+        return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+    a, a_se = mean_se(acc)
+    m, m_se = mean_se(ll)
+    ppl = math.exp(-m)
+    return {"acc,none": a, "acc_stderr,none": a_se, "perplexity,none": ppl, "perplexity_stderr,none": ppl * m_se, "n": n}
 
 
 RENDERERS["zeroshot"] = zeroshot

@@ -72,6 +72,18 @@ PerplexityResult evaluate_perplexity(const Model& model, std::span<const int> to
   return result;
 }
 
+PerplexityComparison compare_perplexity(const Model& baseline, const Model& candidate, const std::string& text,
+                                        const std::string& text_name, const PerplexityOptions& options) {
+  const auto tokens = baseline.tokenizer->encode(text, /*add_bos=*/true);
+  if (candidate.tokenizer->encode(text, /*add_bos=*/true) != tokens)
+    fail("the two models' tokenizers cut {} into different tokens: a paired comparison needs the same ones", text_name);
+  PerplexityComparison out;
+  out.baseline = evaluate_perplexity(baseline, tokens, options);
+  out.candidate = evaluate_perplexity(candidate, tokens, options);
+  out.difference = paired_difference(out.baseline, out.candidate);
+  return out;
+}
+
 PairedDifference paired_difference(const PerplexityResult& baseline, const PerplexityResult& candidate) {
   const auto& a = baseline.token_nll;
   const auto& b = candidate.token_nll;

@@ -47,6 +47,15 @@ struct PairedDifference {
 // Throws unless both results scored the same number of tokens in the same windows.
 PairedDifference paired_difference(const PerplexityResult& baseline, const PerplexityResult& candidate);
 
+struct PerplexityComparison {
+  PerplexityResult baseline, candidate;
+  PairedDifference difference;
+};
+// Both models on the same tokens of `text` (one BOS, DESIGN §5 windows); an error when their tokenizers cut
+// the text differently (`text_name` names it in the message).
+PerplexityComparison compare_perplexity(const Model& baseline, const Model& candidate, const std::string& text,
+                                        const std::string& text_name, const PerplexityOptions& options);
+
 // Writes per-token NLLs as raw little-endian float32 (`fbq perplexity --nll-out`), atomically (temp + rename),
 // so that two models scored on the same text can be compared token by token (a paired difference).
 void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll);

@@ -426,6 +426,7 @@ std::string describe_gguf(const GgufFile& file) {
 bool is_gguf_file(const std::filesystem::path& path) {
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) return false;
+  if (path.extension() == ".gguf") return true;
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};
   return in.read(magic, 4) && std::string_view(magic, 4) == "GGUF";

@@ -94,7 +94,8 @@ class GgufFile {
 // Version, alignment, every metadata key (type and value; arrays shortened) and every tensor, for `fbq inspect`.
 std::string describe_gguf(const GgufFile& file);
 
-// True when the file starts with the GGUF magic (cheap check for "is this a GGUF?").
+// Whether to read a file as GGUF: it starts with the GGUF magic, or its name ends in ".gguf" (so that a
+// damaged .gguf gets the GGUF reader's error, not another format's).
 bool is_gguf_file(const std::filesystem::path& path);
 
 }  // namespace fbq
