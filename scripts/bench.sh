@@ -27,7 +27,7 @@ bench_model "f32 (bf16 file, held as f32)" "$MODEL"
 quantized() {  # quantized LABEL QUANTIZE_ARGS...
   local label=$1; shift
   rm -rf "$WORK/q"
-  "$FBQ" quantize "$MODEL" -o "$WORK/q" --calib "$SHARED/data/train.txt" --nsamples 16 --seqlen 256 --quiet "$@" 2>/dev/null
+  "$FBQ" quantize "$MODEL" -o "$WORK/q" --calib "$SHARED/data/train.txt" --nsamples 16 --seqlen 256 --no-eval --quiet "$@" 2>/dev/null
   bench_model "$label" "$WORK/q"
 }
 quantized "W4 g128" --method rtn --bits 4

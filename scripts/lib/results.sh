@@ -30,7 +30,7 @@ score() {  # score MODEL_DIR TEXT_NAME NLL_FILE -> perplexity JSON; per-token NL
 quantize_to() {  # quantize_to DIR BITS GROUP SEED QUANTIZE_ARGS... -> the quantize JSON summary (calibration: NSAMPLES, VAL)
   local dir=$1 bits=$2 group=$3 seed=$4; shift 4
   "$FBQ" quantize "$MODEL" -o "$dir" --bits "$bits" --group-size "$group" --calib "$SHARED/data/train.txt" \
-    --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed "$seed" --quiet --json "$@" 2>/dev/null
+    --nsamples "$NSAMPLES" --val-samples "$VAL" --seqlen 256 --seed "$seed" --no-eval --quiet --json "$@" 2>/dev/null
 }
 
 # row SECTION LABEL BITS GROUP TEXTS QUANTIZE_ARGS...: quantize with the current NSAMPLES/VAL/SEED, score on TEXTS
