@@ -116,14 +116,17 @@ std::optional<std::string> special_content(const json& config, const char* key) 
   return std::nullopt;
 }
 
-// BOS/EOS from a tokenizer_config.json beside the vocabulary file (when there is one).
+// BOS/EOS from a tokenizer_config.json beside the vocabulary file (when there is one), and whether a BOS
+// is added at all (the BOS an encode with add_bos puts first is bos_id; -1: none).
 void apply_tokenizer_config(BpeVocabulary& v, const fs::path& config_path) {
   if (!fs::exists(config_path)) return;
   const json config = read_json(config_path);
   if (const auto bos = special_content(config, "bos_token")) v.bos_id = id_of(v, *bos);
   else if (config.contains("bos_token")) v.bos_id = -1;
   if (const auto eos = special_content(config, "eos_token")) v.eos_id = id_of(v, *eos);
-  if (config.value("add_bos_token", true) == false && !config.contains("bos_token")) v.bos_id = -1;
+  // add_bos_token: false (Qwen2, most byte-level models) means the model never saw a BOS: none is added.
+  if (config.contains("add_bos_token") && config["add_bos_token"].is_boolean() && !config["add_bos_token"].get<bool>())
+    v.bos_id = -1;
 }
 
 // The sibling of a vocabulary file: "tokenizer.json" -> "tokenizer_config.json",

@@ -112,8 +112,10 @@ class BpeTokenizer final : public Tokenizer {
     if (v_.alphabet == BpeVocabulary::Alphabet::bytes) return piece;
     if (const auto byte = parse_byte_piece(piece); byte && is_byte_token(token)) return std::string(1, char(*byte));
     std::string_view rest = piece;
-    if (v_.add_space_prefix && previous >= 0 && previous == v_.bos_id && rest.starts_with(kSpaceMark))
-      rest.remove_prefix(kSpaceMark.size());  // the space prefix is not part of the text
+    // The space prefix is not part of the text: dropped at the start (Hugging Face's Strip decoder) and
+    // after BOS.
+    if (v_.add_space_prefix && (previous < 0 || previous == v_.bos_id) && rest.starts_with(kSpaceMark))
+      rest.remove_prefix(kSpaceMark.size());
     std::string text;
     for (std::size_t at = 0; at < rest.size();) {
       if (rest.substr(at).starts_with(kSpaceMark)) {
