@@ -187,6 +187,25 @@ TEST(BpeTokenizer, MistralJsonMatchesSentencePieceModel) {
   EXPECT_EQ(matching, static_cast<int>(inputs.size()));
 }
 
+// Beyond the 46 vectors: a whole book chapter's worth of text (moby-test.txt, 190 KB, one call) gives the
+// same ids from libsentencepiece and from every other form of the same vocabulary (this also covers the
+// split-before-U+2581 fast path, exact only when no token holds a U+2581 after another character).
+TEST(BpeTokenizer, SentencePieceFormsAgreeOnWholeText) {
+  const fs::path text_file = test::shared_dir() / "data" / "moby-test.txt";
+  FBQ_REQUIRE_FILE(text_file);
+  const auto text = test::read_file(text_file);
+  for (const auto& [model, others] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"llama2-tokenizer.model", {"llama2-tokenizer.json", "ggml-vocab-llama-spm.gguf", "phi3-mini-tokenizer.json"}},
+           {"mistral-v3-tokenizer.model", {"mistral-v3-tokenizer.json"}}}) {
+    FBQ_REQUIRE_FILE(tokenizers_dir() / model);
+    const auto reference = load_tokenizer(tokenizers_dir() / model)->tokenize(text, {});
+    for (const auto& other : others) {
+      FBQ_REQUIRE_FILE(tokenizers_dir() / other);
+      EXPECT_EQ(load_tokenizer(tokenizers_dir() / other)->tokenize(text, {}), reference) << other << " vs " << model;
+    }
+  }
+}
+
 TEST(BpeTokenizer, Llama3SpecialTokensAndReference) {
   const fs::path file = tokenizers_dir() / "llama3-tokenizer.model";
   FBQ_REQUIRE_FILE(file);

@@ -69,6 +69,7 @@ class BpeTokenizer final : public Tokenizer {
     if (v_.merge_rule == BpeVocabulary::MergeRule::token_score && v_.scores.size() != v_.tokens.size())
       fail("{}: {} scores for {} tokens", source_, v_.scores.size(), v_.tokens.size());
     for (const auto& pattern : v_.pre_regexes) regexes_.emplace_back(pattern, source_);
+    split_before_spaces_ = v_.alphabet == BpeVocabulary::Alphabet::pieces && regexes_.empty() && spaces_only_lead();
     // Longest first, so that at one position "<|im_start|>" wins over a shorter token it starts with.
     std::stable_sort(v_.added.begin(), v_.added.end(),
                      [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
@@ -205,6 +206,7 @@ class BpeTokenizer final : public Tokenizer {
       text = replace_spaces(text);
       if (v_.add_space_prefix && at_text_start) text.insert(0, kSpaceMark);
     }
+    if (split_before_spaces_) return encode_words(text, ids);
     if (regexes_.empty()) return encode_chunk(text, ids);
     std::vector<std::string_view> chunks{text}, next;
     for (const auto& regex : regexes_) {
@@ -213,6 +215,29 @@ class BpeTokenizer final : public Tokenizer {
       chunks.swap(next);
     }
     for (const auto chunk : chunks) encode_chunk(chunk, ids);
+  }
+
+  // Pieces text split before every U+2581 that follows another character: exact when no token has a U+2581
+  // after a non-U+2581 character (split_before_spaces_), since merges only ever make tokens.
+  void encode_words(std::string_view text, std::vector<int>& ids) const {
+    std::size_t start = 0;
+    for (std::size_t at = text.find(kSpaceMark, 1); at != std::string_view::npos; at = text.find(kSpaceMark, at + 1)) {
+      if (at >= kSpaceMark.size() && text.substr(at - kSpaceMark.size(), kSpaceMark.size()) == kSpaceMark) continue;
+      encode_chunk(text.substr(start, at - start), ids);
+      start = at;
+    }
+    encode_chunk(text.substr(start), ids);
+  }
+
+  // Whether every token keeps its U+2581s in a leading run ("▁▁the", never "a▁b"): SentencePiece's
+  // split_by_whitespace vocabularies do.
+  bool spaces_only_lead() const {
+    for (const std::string_view token : v_.tokens) {
+      std::size_t lead = 0;
+      while (token.substr(lead).starts_with(kSpaceMark)) lead += kSpaceMark.size();
+      if (token.find(kSpaceMark, lead) != std::string_view::npos) return false;
+    }
+    return true;
   }
 
   // Cached per thread (tokenization runs in parallel in the evaluator): chunks repeat a lot in text.
@@ -314,6 +339,7 @@ class BpeTokenizer final : public Tokenizer {
   std::unordered_map<std::string_view, int> token_index_;
   std::unordered_map<std::uint64_t, std::pair<int, int>> merge_index_;  // (left, right) -> (rank, result)
   std::vector<Regex> regexes_;
+  bool split_before_spaces_ = false;
   std::unordered_map<int, const AddedToken*> added_by_id_;
   // [parse_special][first byte]: the added tokens that may match there, longest first.
   std::array<std::array<std::vector<const AddedToken*>, 256>, 2> added_by_first_byte_;
