@@ -1,5 +1,6 @@
 #include "model/transformer.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -52,7 +53,8 @@ InferenceSession::InferenceSession(const Model& model, int max_context)
   const std::size_t cache = static_cast<std::size_t>(c.n_layers) * max_context_ * c.kv_dim();
   key_cache_.assign(cache, 0.0f);
   value_cache_.assign(cache, 0.0f);
-  scores_.resize(static_cast<std::size_t>(omp_get_max_threads()) * max_context_);
+  scores_.resize(static_cast<std::size_t>(omp_get_max_threads()) * max_context_ *
+                 (model_.config.n_heads / model_.config.n_kv_heads));
 }
 
 void InferenceSession::ensure_scratch(int n_tokens) {
@@ -76,6 +78,10 @@ void InferenceSession::place_sequential(int n_tokens, int position) {
   for (int t = 0; t < n_tokens; ++t) placement_[t] = {position + t, position + t, 0, 0, 0};
 }
 
+// Per token and KV head: the `group` query heads that share the KV head are scored against the visible
+// slots with two small GEMMs per slot range (the shared prefix, then the token's own sequence up to itself),
+// softmax per head, and the weighted values with two more: keys and values are read once per group, and
+// BLAS vectorizes across slots instead of reducing one dot product at a time.
 void InferenceSession::attention(int layer, int n_tokens) {
   const auto& c = model_.config;
   const int head_dim = c.head_dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
@@ -86,37 +92,33 @@ void InferenceSession::attention(int layer, int n_tokens) {
 
 #pragma omp parallel for collapse(2) schedule(static)
   for (int t = 0; t < n_tokens; ++t) {
-    for (int h = 0; h < c.n_heads; ++h) {
-      float* scores = &scores_[static_cast<std::size_t>(omp_get_thread_num()) * max_context_];
-      const float* query = &q_[static_cast<std::size_t>(t) * q_dim + h * head_dim];
-      const int kv_offset = (h / group) * head_dim;
-      // The visible slots, in order: the shared prefix, then this token's own sequence up to itself (causal).
+    for (int kv = 0; kv < c.n_kv_heads; ++kv) {
+      float* scores = &scores_[static_cast<std::size_t>(omp_get_thread_num()) * max_context_ * group];  // visible × group
+      const float* queries = &q_[static_cast<std::size_t>(t) * q_dim + kv * group * head_dim];      // group × head_dim
+      float* out = &attn_out_[static_cast<std::size_t>(t) * q_dim + kv * group * head_dim];
       const TokenPlacement& p = placement_[t];
-      const int prefix = p.prefix_end - p.prefix_begin;
-      const int visible = prefix + (p.slot - p.own_begin + 1);
-      const auto slot_of = [&](int s) { return s < prefix ? p.prefix_begin + s : p.own_begin + (s - prefix); };
-      float max_score = -INFINITY;
-      for (int s = 0; s < visible; ++s) {
-        const float* key = keys + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
-        scores[s] = dot * scale;
-        max_score = std::max(max_score, scores[s]);
+      const int ranges[2][2] = {{p.prefix_begin, p.prefix_end - p.prefix_begin}, {p.own_begin, p.slot - p.own_begin + 1}};
+      const int visible = ranges[0][1] + ranges[1][1];
+      for (int r = 0, row = 0; r < 2; row += ranges[r][1], ++r)
+        if (ranges[r][1] > 0)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ranges[r][1], group, head_dim, scale,
+                      keys + static_cast<std::size_t>(ranges[r][0]) * kv_dim + kv * head_dim, kv_dim, queries, head_dim,
+                      0.0f, scores + static_cast<std::size_t>(row) * group, group);
+      for (int h = 0; h < group; ++h) {  // softmax over the visible slots, per head (a column of scores)
+        float max_score = -INFINITY, total = 0.0f;
+        for (int s = 0; s < visible; ++s) max_score = std::max(max_score, scores[s * group + h]);
+        for (int s = 0; s < visible; ++s) total += scores[s * group + h] = std::exp(scores[s * group + h] - max_score);
+        for (int s = 0; s < visible; ++s) scores[s * group + h] /= total;
       }
-      float total = 0.0f;
-      for (int s = 0; s < visible; ++s) {
-        scores[s] = std::exp(scores[s] - max_score);
-        total += scores[s];
-      }
-      float* out = &attn_out_[static_cast<std::size_t>(t) * q_dim + h * head_dim];
-      std::fill(out, out + head_dim, 0.0f);
-      for (int s = 0; s < visible; ++s) {
-        const float weight = scores[s] / total;
-        const float* value = values + static_cast<std::size_t>(slot_of(s)) * kv_dim + kv_offset;
-#pragma omp simd
-        for (int d = 0; d < head_dim; ++d) out[d] += weight * value[d];
-      }
+      float beta = 0.0f;
+      for (int r = 0, row = 0; r < 2; row += ranges[r][1], ++r)
+        if (ranges[r][1] > 0) {
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, group, head_dim, ranges[r][1], 1.0f,
+                      scores + static_cast<std::size_t>(row) * group, group,
+                      values + static_cast<std::size_t>(ranges[r][0]) * kv_dim + kv * head_dim, kv_dim, beta, out,
+                      head_dim);
+          beta = 1.0f;
+        }
     }
   }
 }
