@@ -7,6 +7,7 @@
 """
 import array
 import datetime
+import functools
 import json
 import math
 import os
@@ -325,9 +326,14 @@ def zs_headline(res, task):
 
 
 def zs_samples(row):
-    """(task, doc_id) → per-document values, MMLU subjects under the group name."""
+    """(task, doc_id) → per-document values, MMLU subjects under the group name (read once per row)."""
+    return zs_samples_of(row["key"])
+
+
+@functools.lru_cache(maxsize=None)
+def zs_samples_of(key):
     docs = {}
-    for line in open(f'build/results/zeroshot/{row["key"]}.samples.jsonl'):
+    for line in open(f'build/results/zeroshot/{key}.samples.jsonl'):
         d = json.loads(line)
         task = "mmlu" if d["task"].startswith("mmlu_") else d["task"]
         docs[(task, d["task"], d["doc_id"])] = d
