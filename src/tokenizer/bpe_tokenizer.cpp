@@ -117,16 +117,7 @@ class BpeTokenizer final : public Tokenizer {
     // after BOS.
     if (v_.add_space_prefix && (previous < 0 || previous == v_.bos_id) && rest.starts_with(kSpaceMark))
       rest.remove_prefix(kSpaceMark.size());
-    std::string text;
-    for (std::size_t at = 0; at < rest.size();) {
-      if (rest.substr(at).starts_with(kSpaceMark)) {
-        text += ' ';
-        at += kSpaceMark.size();
-      } else {
-        text += rest[at++];
-      }
-    }
-    return text;
+    return word_boundaries_to_spaces(rest);
   }
 
   int vocab_size() const override { return static_cast<int>(v_.tokens.size()); }

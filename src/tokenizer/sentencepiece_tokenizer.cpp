@@ -46,16 +46,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::string_view rest = piece;
     if (previous >= 0 && previous == bos_id() && rest.starts_with(kWordBoundary))
       rest.remove_prefix(kWordBoundary.size());  // the dummy prefix is not part of the text
-    std::string text;
-    for (size_t at = 0; at < rest.size();) {
-      if (rest.substr(at).starts_with(kWordBoundary)) {
-        text += ' ';
-        at += kWordBoundary.size();
-      } else {
-        text += rest[at++];
-      }
-    }
-    return text;
+    return word_boundaries_to_spaces(rest);
   }
 
   int vocab_size() const override { return processor_.GetPieceSize(); }

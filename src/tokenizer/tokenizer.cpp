@@ -43,6 +43,20 @@ std::vector<int> tokenize_with_controls(std::string_view text, const EncodeOptio
   return ids;
 }
 
+std::string word_boundaries_to_spaces(std::string_view piece) {
+  constexpr std::string_view kWordBoundary = "\xE2\x96\x81";
+  std::string text;
+  for (std::size_t at = 0; at < piece.size();) {
+    if (piece.substr(at).starts_with(kWordBoundary)) {
+      text += ' ';
+      at += kWordBoundary.size();
+    } else {
+      text += piece[at++];
+    }
+  }
+  return text;
+}
+
 std::optional<unsigned char> parse_byte_piece(std::string_view piece) {
   if (piece.size() != 6 || !piece.starts_with("<0x") || piece.back() != '>') return std::nullopt;
   unsigned byte = 0;

@@ -61,6 +61,9 @@ std::vector<int> tokenize_with_controls(std::string_view text, const EncodeOptio
                                         const std::vector<std::pair<std::string, int>>& controls,
                                         const std::function<void(std::string_view, std::vector<int>&)>& encode_text);
 
+// A SentencePiece-style piece's text: every U+2581 (the stand-in for ' ') becomes a space.
+std::string word_boundaries_to_spaces(std::string_view piece);
+
 // The byte of a byte-fallback piece spelled "<0xAB>" (both back ends use that spelling), else nullopt.
 std::optional<unsigned char> parse_byte_piece(std::string_view piece);
 
