@@ -16,13 +16,17 @@
 #include "eval/perplexity.h"
 #include "eval/speed.h"
 #include "eval/tasks/task.h"
+#include "eval/verdict.h"
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
 #include "io/gguf.h"
 #include "io/text_files.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
+#include "quant/presets.h"
 #include "quant/quantize_model.h"
+#include "report/html_report.h"
+#include "report/svg_chart.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -140,58 +144,7 @@ void run_inspect(const ModelArgs& model_args) {
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
 }
 
-struct VerdictArgs {
-  std::string eval_text = FBQ_DATA_DIR "/eval.txt";
-  int eval_ctx = 256;
-  bool skip = false;  // --no-eval
-};
-
-// Bytes of a file, or of every regular file under a directory.
-std::uintmax_t bytes_on_disk(const std::filesystem::path& path) {
-  if (!std::filesystem::is_directory(path)) return std::filesystem::file_size(path);
-  std::uintmax_t total = 0;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(path))
-    if (entry.is_regular_file()) total += entry.file_size();
-  return total;
-}
-
-// The quantization's verdict: sizes, bits/weight, time, memory, and the original against the result on the
-// evaluation text (paired over windows), as one block of text or one JSON object.
-void print_verdict(const fbq::QuantizeOptions& options, const fbq::QuantizeSummary& summary, const VerdictArgs& args,
-                   bool as_json) {
-  const auto source_bytes = bytes_on_disk(options.model), output_bytes = bytes_on_disk(options.output);
-  nlohmann::json out = {{"output", options.output.string()}, {"method", options.method},
-                        {"bits_per_weight", summary.bits_per_weight}, {"seconds", summary.seconds},
-                        {"peak_rss_mib", summary.peak_rss_kib / 1024.0}, {"source_bytes", source_bytes},
-                        {"output_bytes", output_bytes}};
-  std::string quality = "skipped (--no-eval)";
-  if (!args.skip) {
-    fbq::LoadOptions load;
-    if (options.tokenizer) load.tokenizer = *options.tokenizer;
-    const auto original = fbq::load_model(options.model, load);
-    const auto result = fbq::load_model(options.output);
-    const auto text = fbq::read_paragraph_text(args.eval_text);
-    const auto c = fbq::compare_perplexity(original, result, text, args.eval_text,
-                                           {.ctx = args.eval_ctx, .progress = options.progress});
-    out["eval"] = {{"text", args.eval_text}, {"ctx", args.eval_ctx}, {"windows", c.difference.windows},
-                   {"original_ppl", c.baseline.ppl}, {"result_ppl", c.candidate.ppl},
-                   {"ppl_difference", c.difference.ppl_difference},
-                   {"ppl_difference_stderr", c.difference.ppl_difference_stderr}};
-    quality = fmt::format("PPL {:.2f} -> {:.2f}, {:+.2f} ± {:.2f} (paired over {} windows of {} tokens of {})",
-                          c.baseline.ppl, c.candidate.ppl, c.difference.ppl_difference,
-                          c.difference.ppl_difference_stderr, c.difference.windows, args.eval_ctx, args.eval_text);
-  }
-  if (as_json) return fmt::print("{}\n", out.dump());
-  const auto mib = [](std::uintmax_t bytes) { return bytes / 1048576.0; };
-  fmt::print("\n== verdict: {} ({}) ==\n", options.output.string(), options.method);
-  fmt::print("size     {:.2f} MiB -> {:.2f} MiB on disk ({:.2f}x smaller)\n", mib(source_bytes), mib(output_bytes),
-             static_cast<double>(source_bytes) / std::max<std::uintmax_t>(output_bytes, 1));
-  fmt::print("weights  {:.3f} bits/weight over the quantized linears (branch and scales included)\n", summary.bits_per_weight);
-  fmt::print("cost     {:.1f} s, peak memory {:.1f} MiB\n", summary.seconds, summary.peak_rss_kib / 1024.0);
-  fmt::print("quality  {}\n", quality);
-}
-
-void run_quantize(const fbq::QuantizeOptions& options, const VerdictArgs& verdict, bool as_json) {
+void run_quantize(const fbq::QuantizeOptions& options, const fbq::VerdictOptions& verdict, bool as_json) {
   const auto summary = fbq::quantize_model(options);
   // --float-target / --report-float-error add a column: the output error against the float model.
   const bool float_column = options.tracks_float_model();
@@ -202,8 +155,33 @@ void run_quantize(const fbq::QuantizeOptions& options, const VerdictArgs& verdic
                fmt::format("{}x{}", r.out_features, r.in_features), r.error, r.error_rtn,
                float_column ? fmt::format(" {:>10.6f}", r.error_float.value_or(0.0)) : "", r.bits_per_weight, r.seconds,
                r.note);
-  print_verdict(options, summary, verdict, as_json);
+  const auto result = fbq::quantize_verdict(options, summary, verdict);
+  fmt::print("{}", as_json ? result.dump() + "\n" : fbq::format_verdict(result));
 }
+
+// A preset applies unless a method is named without one; any of its settings given explicitly wins.
+struct PresetArgs {
+  std::string name = fbq::kDefaultPreset;
+  CLI::Option *preset, *method, *bits, *group_size, *rank, *branch_bits, *nsamples, *val_samples;
+
+  bool applies() const { return preset->count() || !method->count(); }
+  void apply(fbq::QuantizeOptions& quant) const {
+    if (!applies()) return;
+    const auto& p = fbq::find_quant_preset(name);
+    const auto unless_given = [](const CLI::Option* option, auto& field, auto value) {
+      if (!option->count()) field = value;
+    };
+    auto& mo = quant.method_options;
+    unless_given(method, quant.method, p.method);
+    unless_given(bits, mo.spec.bits, p.bits);
+    unless_given(group_size, mo.spec.group_size, p.group_size);
+    if (!rank->count()) unless_given(branch_bits, mo.branch_bits, p.branch_bits);
+    unless_given(nsamples, quant.nsamples, p.nsamples);
+    unless_given(val_samples, quant.validation_samples, p.validation_samples);
+    quant.true_sequential |= p.true_sequential;
+    quant.float_target |= p.float_target;
+  }
+};
 
 struct EvalArgs {
   std::vector<std::string> tasks;
@@ -512,31 +490,38 @@ int main(int argc, char** argv) {
   }, "list methods and their -O settings, then exit");
   quantize->add_option("-o,--output", quant_output, "output directory (written atomically)")->required();
   quantize->add_option("--tokenizer", quant_tokenizer, "tokenizer file (default: the one beside MODEL)");
-  quantize->add_option("--method", quant.method, "quantization method: " + fmt::format("{}", fmt::join(fbq::method_names(), ", ")))
-      ->capture_default_str();
-  quantize->add_option("--bits", quant.method_options.spec.bits, "bits per weight: 2, 3, 4 or 8")->capture_default_str();
-  quantize->add_option("--group-size", quant.method_options.spec.group_size, "input columns per scale/zero group")
-      ->capture_default_str();
-  quantize->add_option("--rank", quant.method_options.rank, "low-rank branch rank (methods with a branch)")
-      ->capture_default_str();
-  quantize->add_option("--branch-bits", quant.method_options.branch_bits,
-                       "size each layer's branch to cost ~X extra bits/weight (overrides --rank)");
+  PresetArgs preset;
+  std::string preset_help = "recipe (default " + preset.name + " unless --method is given; explicit options override it):";
+  for (const auto& p : fbq::quant_presets()) preset_help += "\n  " + p.name + ": " + p.summary;
+  preset.preset = quantize->add_option("--preset", preset.name, preset_help);
+  quantize->add_flag_callback("--list-presets", [] {
+    for (const auto& p : fbq::quant_presets()) fmt::print("{:<8} {}\n", p.name, p.summary);
+    fmt::print("measured bits/weight and quality of each on the bundled model: docs/RESULTS.md (presets)\n");
+    throw CLI::Success();
+  }, "list the presets, then exit");
+  preset.method = quantize->add_option("--method", quant.method,
+                                       "quantization method: " + fmt::format("{}", fmt::join(fbq::method_names(), ", ")));
+  preset.bits = quantize->add_option("--bits", quant.method_options.spec.bits, "bits per weight: 2, 3, 4 or 8");
+  preset.group_size = quantize->add_option("--group-size", quant.method_options.spec.group_size,
+                                           "input columns per scale/zero group");
+  preset.rank = quantize->add_option("--rank", quant.method_options.rank, "low-rank branch rank (methods with a branch)");
+  preset.branch_bits = quantize->add_option("--branch-bits", quant.method_options.branch_bits,
+                                            "size each layer's branch to cost ~X extra bits/weight (overrides --rank)");
   std::vector<std::string> method_settings;
   quantize->add_option("-O,--method-opt", method_settings, "method setting KEY=VALUE (see --list-methods)");
-  quantize->add_option("--val-samples", quant.validation_samples,
-                       "extra held-out calibration windows for iterate selection (fbquant)")
-      ->capture_default_str();
+  preset.val_samples = quantize->add_option("--val-samples", quant.validation_samples,
+                                            "extra held-out calibration windows for iterate selection (fbquant)");
   quant_calib = FBQ_DATA_DIR "/calib.txt";
   quantize->add_option("--calib", quant_calib, "calibration text file (default: the bundled data/calib.txt)")
       ->capture_default_str();
-  VerdictArgs verdict;
+  fbq::VerdictOptions verdict{.eval_text = FBQ_DATA_DIR "/eval.txt"};
   quantize->add_option("--eval-text", verdict.eval_text,
                        "text on which the verdict compares the original and the result (PPL, paired)")
       ->capture_default_str();
   quantize->add_option("--eval-ctx", verdict.eval_ctx, "window length of the verdict's perplexity")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  quantize->add_flag("--no-eval", verdict.skip, "skip the verdict's perplexity comparison");
-  quantize->add_option("--nsamples", quant.nsamples, "calibration windows")->capture_default_str();
+  quantize->add_flag("--no-eval", verdict.skip_eval, "skip the verdict's perplexity comparison");
+  preset.nsamples = quantize->add_option("--nsamples", quant.nsamples, "calibration windows");
   quantize->add_option("--seqlen", quant.seqlen, "tokens per calibration window")->capture_default_str();
   quantize->add_option("--seed", quant.seed, "seed for window sampling and methods")->capture_default_str();
   quantize->add_flag("--float-target", quant.float_target,
@@ -555,6 +540,17 @@ int main(int argc, char** argv) {
   quantize->add_flag("--overwrite", quant.overwrite, "replace an existing output directory");
   quantize->add_flag("--quiet", quant_quiet, "no progress lines");
   quantize->add_flag("--json", quant_json, "print one JSON summary object on stdout");
+
+  std::string report_dir, report_out;
+  auto* report = app.add_subcommand("report", "one self-contained HTML page (inline SVG) about a quantized model: "
+                                              "verdict, per-layer errors, bits/weight, loss curves");
+  report->add_option("DIR", report_dir, "packed model directory written by fbq quantize")->required();
+  report->add_option("-o,--output", report_out, "HTML file to write (default: DIR/report.html)");
+
+  std::string plot_spec, plot_out;
+  auto* plot = app.add_subcommand("plot", "render a chart described in JSON as a self-contained SVG (scripts/plots.sh)");
+  plot->add_option("SPEC", plot_spec, "JSON chart spec (src/report/svg_chart.h)")->required()->check(CLI::ExistingFile);
+  plot->add_option("-o,--output", plot_out, "SVG file to write")->required();
 
   std::vector<std::string> bench_models;
   fbq::SpeedOptions speed_options;
@@ -645,6 +641,12 @@ int main(int argc, char** argv) {
       if (bench_models.empty()) fbq::fail("bench: give MODEL paths, or `bench kernels`");
       run_bench_models(bench_models, speed_options, bench_json);
     }
+    if (*report) {
+      if (report_out.empty()) report_out = (std::filesystem::path(report_dir) / "report.html").string();
+      fbq::write_file_atomically(report_out, fbq::quantization_report_html(report_dir));
+      fmt::print(stderr, "wrote {}\n", report_out);
+    }
+    if (*plot) fbq::write_file_atomically(plot_out, fbq::svg_chart_from_spec(fbq::read_text_file(plot_spec)));
     if (*tokenize) {
       if (!*tok_prompt && tok.text_file.empty()) fbq::fail("tokenize: give -p TEXT or --text FILE");
       run_tokenize(tok);
@@ -657,8 +659,10 @@ int main(int argc, char** argv) {
       quant.method_options.seed = quant.seed;
       parse_method_settings(method_settings, quant.method_options);
       quant.progress = !quant_quiet;
-      if (!verdict.skip && !std::filesystem::is_regular_file(verdict.eval_text))
-        fbq::fail("--eval-text {}: no such file (or pass --no-eval)", verdict.eval_text);
+      preset.apply(quant);
+      if (preset.applies()) verdict.preset = preset.name;
+      if (!verdict.skip_eval && !std::filesystem::is_regular_file(verdict.eval_text))
+        fbq::fail("--eval-text {}: no such file (or pass --no-eval)", verdict.eval_text.string());
       run_quantize(quant, verdict, quant_json);
     }
   } catch (const std::exception& e) {

@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libsentencepiece-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libomp-dev libbz2-dev libpcre2-dev libutf8proc-dev
   clang libclang-rt-14-dev  # fuzz harnesses (FBQ_FUZZ)
+  chromium  # fbq report: the page is checked in headless Chromium (tests/test_report.cpp)
   python3-torch python3-numpy python3-sentencepiece  # test oracles only (Debian's /usr/bin/python3)
 )
 missing=()

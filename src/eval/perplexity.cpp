@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "model/transformer.h"
+#include "io/text_files.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -111,17 +112,10 @@ PairedDifference paired_difference(const PerplexityResult& baseline, const Perpl
 
 void write_token_nll(const std::filesystem::path& path, const std::vector<float>& token_nll) {
   static_assert(std::endian::native == std::endian::little, "--nll-out writes little-endian float32");
-  auto temp = path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary);
+  write_file_atomically(path, [&](std::ostream& out) {
     out.write(reinterpret_cast<const char*>(token_nll.data()),
               static_cast<std::streamsize>(token_nll.size() * sizeof(float)));
-    if (!out) fail("cannot write {}", temp.string());
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  if (error) fail("cannot write {}: {}", path.string(), error.message());
+  });
 }
 
 }  // namespace fbq

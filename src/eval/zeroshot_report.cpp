@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "io/text_files.h"
 #include "util/error.h"
 
 namespace fbq {
@@ -135,11 +136,7 @@ nlohmann::json paired_json(const std::vector<PairedMetric>& paired) {
 }
 
 void write_samples(const std::filesystem::path& path, const std::vector<TaskResult>& results) {
-  auto temp = path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary);
-    if (!out) fail("cannot write {}", temp.string());
+  write_file_atomically(path, [&](std::ostream& out) {
     for (const auto& r : results)
       for (const auto& doc : r.documents) {
         nlohmann::json requests = nlohmann::json::array();
@@ -158,11 +155,7 @@ void write_samples(const std::filesystem::path& path, const std::vector<TaskResu
         if (doc.pred_norm >= 0) line["acc_norm"] = doc.acc_norm();
         out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
       }
-    if (!out) fail("cannot write {}", temp.string());
-  }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  if (error) fail("cannot write {}: {}", path.string(), error.message());
+  });
 }
 
 }  // namespace fbq

@@ -49,6 +49,31 @@ std::string strip_whitespace(std::string_view text) {
   return std::string(text.substr(begin, text.find_last_not_of(kWhitespace) - begin + 1));
 }
 
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  auto temp = path;
+  temp += ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary);
+    if (out) write(out);
+    if (out) out.flush();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
+      fail("cannot write {}", path.string());
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    std::filesystem::remove(temp, error);
+    fail("cannot write {}: {}", path.string(), error.message());
+  }
+}
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view contents) {
+  write_file_atomically(path, [&](std::ostream& out) { out.write(contents.data(), static_cast<std::streamsize>(contents.size())); });
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   auto bytes = read_bytes(path);
   if (path.extension() == ".bz2") bytes = decompress_bz2(bytes, path);

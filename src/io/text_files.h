@@ -3,6 +3,7 @@
 // Every failure is one fbq::Error line naming the file (and the line, where there is one).
 #include <filesystem>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,11 @@ std::string read_text_file(const std::filesystem::path& path);
 // A line that is not valid JSON is an error naming the file and line.
 void for_each_json_line(const std::filesystem::path& path,
                         const std::function<void(const nlohmann::json&, int line)>& each);
+
+// Writes `path` through a temporary file beside it, renamed into place only when every byte was written, so
+// a failed write (full disk, bad directory) leaves no partial file under the name and no temporary behind.
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
+void write_file_atomically(const std::filesystem::path& path, std::string_view contents);
 
 // RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines. Rows in file order.
 std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path);

@@ -61,6 +61,9 @@ struct QuantizedLayer {
   std::vector<float> input_scale;
   std::string note;  // short method-specific detail for the report (e.g. "alpha=0.5")
   std::vector<std::pair<std::string, double>> metrics;  // numbers for the per-layer report (e.g. losses)
+  // Curves for the report (`fbq report`), e.g. FBQuant's losses at each evaluated step: equal-length series
+  // named "step", "loss", "val_loss".
+  std::vector<std::pair<std::string, std::vector<double>>> curves;
 
   // The float weights this layer effectively applies: dequant(Q)·diag(1/s) + B·A (m × n row-major).
   std::vector<float> effective_weights() const;

@@ -144,6 +144,7 @@ QuantizedLinear quantize_linear(const QuantMethod& method, const QuantizeOptions
   report.bits_per_weight = out.packed->bits_per_weight();
   report.note = quantized.note;
   report.metrics = quantized.metrics;
+  report.curves = quantized.curves;
   return out;
 }
 
@@ -400,6 +401,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     if (r.error_float) entry["float_error"] = *r.error_float;
     if (r.error_float_validation) entry["float_error_val"] = *r.error_float_validation;
     for (const auto& [key, value] : r.metrics) entry[key] = value;
+    for (const auto& [key, values] : r.curves) entry["curves"][key] = values;
     layers.push_back(std::move(entry));
   }
   json drift = json::array();

@@ -51,6 +51,7 @@ struct LinearReport {
   double bits_per_weight = 0;
   std::string note;
   std::vector<std::pair<std::string, double>> metrics;
+  std::vector<std::pair<std::string, std::vector<double>>> curves;  // QuantizedLayer::curves
 };
 
 // How far the quantized model's hidden state (the residual stream) is from the float model's after a layer,

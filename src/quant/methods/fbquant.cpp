@@ -163,6 +163,7 @@ class FbquantMethod final : public QuantMethod {
       QuantizedMatrix weights;
     } best;
     double init_train_loss = 0, init_validation_loss = 0;
+    std::vector<double> curve_steps, curve_train, curve_validation;  // for the report's loss curves
 
     for (int t = 0; t <= s.steps; ++t) {
       a16 = a;
@@ -194,6 +195,9 @@ class FbquantMethod final : public QuantMethod {
           init_train_loss = train_loss;
           init_validation_loss = validation_loss;
         }
+        curve_steps.push_back(t);
+        curve_train.push_back(train_loss);
+        if (use_validation) curve_validation.push_back(validation_loss);
         const double select_loss = use_validation ? validation_loss : train_loss;
         if (select_loss < best.select_loss)
           best = {select_loss, train_loss, validation_loss, t, a16, b16, current};
@@ -222,6 +226,8 @@ class FbquantMethod final : public QuantMethod {
       layer.metrics.emplace_back("val_loss_best", best.validation_loss);
     }
     layer.metrics.emplace_back("max_error_over_half_step", bound);
+    layer.curves = {{"step", std::move(curve_steps)}, {"loss", std::move(curve_train)}};
+    if (use_validation) layer.curves.emplace_back("val_loss", std::move(curve_validation));
     return layer;
   }
 
