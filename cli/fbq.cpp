@@ -6,10 +6,14 @@
 #include <fmt/ranges.h>
 #include <omp.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "eval/chat.h"
 #include "eval/generate.h"
 #include "eval/kernel_bench.h"
 #include "eval/method_bench.h"
@@ -99,12 +103,16 @@ void run_compare(const ModelArgs& baseline_args, const ModelArgs& candidate_args
   }
 }
 
+std::string sampling_line(const fbq::GenerateOptions& options) {
+  return fmt::format("sampling: {} (seed {})",
+                     options.temperature == 0.0f ? std::string("greedy")
+                                                 : fmt::format("temperature {}, top-p {}", options.temperature, options.top_p),
+                     options.seed);
+}
+
 void run_generate(const ModelArgs& model_args, const std::string& prompt, const fbq::GenerateOptions& options) {
   const auto model = model_args.load();
-  fmt::print(stderr, "sampling: {} (seed {})\n",
-             options.temperature == 0.0f ? std::string("greedy")
-                                         : fmt::format("temperature {}, top-p {}", options.temperature, options.top_p),
-             options.seed);
+  fmt::print(stderr, "{}\n", sampling_line(options));
   const auto result = fbq::generate(model, prompt, options, [](const std::string& piece) {
     fmt::print("{}", piece);
     std::fflush(stdout);
@@ -115,6 +123,18 @@ void run_generate(const ModelArgs& model_args, const std::string& prompt, const 
              prompt_tokens / std::max(result.prefill_seconds, 1e-9));
   fmt::print(stderr, "decode: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", result.decode_steps, result.decode_seconds,
              result.decode_steps / std::max(result.decode_seconds, 1e-9));
+}
+
+// The user's lines from stdin, the replies on stdout; the "> " prompt (on stderr) only for a terminal.
+void chat_on_stdin(const ModelArgs& model_args, const std::string& template_name, const fbq::ChatOptions& options) {
+  const auto chat_template = fbq::load_chat_template(model_args.path, template_name);  // before the model loads
+  const auto model = model_args.load();
+  fbq::ChatSession chat(model, chat_template, options);
+  fmt::print(stderr, "chat template {}, context {} tokens, {}; end with Ctrl-D\n", fbq::chat_family_name(chat_template.family),
+             chat.context(), sampling_line(options.generation));
+  const bool terminal = isatty(STDIN_FILENO);
+  if (fbq::run_chat(chat, std::cin, std::cout, terminal ? &std::cerr : nullptr) == fbq::ChatEnd::context_full)
+    fmt::print(stderr, "chat: the conversation has filled the context of {} tokens; ending\n", chat.context());
 }
 
 void run_inspect(const ModelArgs& model_args) {
@@ -320,6 +340,12 @@ void run_bench_method(const std::string& method, int rows, int cols, const fbq::
 
 }  // namespace
 
+void add_sampling_options(CLI::App& command, fbq::GenerateOptions& options) {
+  command.add_option("--temp", options.temperature, "temperature (0 = greedy)")->capture_default_str();
+  command.add_option("--top-p", options.top_p, "nucleus sampling mass")->capture_default_str();
+  command.add_option("--seed", options.seed, "random seed")->capture_default_str();
+}
+
 struct TokenizeArgs {
   std::string model, tokenizer, prompt, text_file, pre = "gpt2";
   bool pieces = false, bos = false, parse_special = false, json = false, stats = false;
@@ -450,9 +476,22 @@ int main(int argc, char** argv) {
   generate->add_option("-p,--prompt", prompt, "prompt text")->required();
   generate->add_option("-n,--tokens", gen_options.max_new_tokens, "new tokens to generate")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  generate->add_option("--temp", gen_options.temperature, "temperature (0 = greedy)")->capture_default_str();
-  generate->add_option("--top-p", gen_options.top_p, "nucleus sampling mass")->capture_default_str();
-  generate->add_option("--seed", gen_options.seed, "random seed")->capture_default_str();
+  add_sampling_options(*generate, gen_options);
+
+  ModelArgs chat_model;
+  std::string chat_template;
+  fbq::ChatOptions chat_options;
+  auto* chat = app.add_subcommand("chat", "chat with an instruction-tuned model: your lines from stdin, replies streamed");
+  chat_model.add_to(*chat);
+  chat->add_option("--template", chat_template,
+                   "chat template family (chatml, qwen2, llama2, llama3, mistral, phi3, zephyr, gemma; default: "
+                   "detected from tokenizer_config.json's chat_template)");
+  chat->add_option("--system", chat_options.system, "system message");
+  chat->add_option("-n,--tokens", chat_options.generation.max_new_tokens, "new tokens per reply at most")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  chat->add_option("--ctx", chat_options.context, "KV-cache tokens for the whole conversation (at most the model's context)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  add_sampling_options(*chat, chat_options.generation);
 
   ModelArgs inspect_model;
   inspect_model.require_tokenizer = false;
@@ -610,6 +649,7 @@ int main(int argc, char** argv) {
     if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
     if (*eval) run_eval(eval_model, eval_args);
     if (*generate) run_generate(gen_model, prompt, gen_options);
+    if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
     if (*method_bench) {
       parse_method_settings(method_settings_bench, method_options);

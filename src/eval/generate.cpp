@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
-#include "eval/sampler.h"
-#include "model/transformer.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/utf8.h"
@@ -39,24 +38,38 @@ GenerateResult generate(const Model& model, std::string_view prompt, const Gener
   if (new_tokens == 0) return finish();
 
   InferenceSession session(model, prompt_length + new_tokens);
-  auto start = std::chrono::steady_clock::now();
-  int token = sampler.sample(session.forward(result.prompt_tokens, 0, /*all_logits=*/false));
+  const auto start = std::chrono::steady_clock::now();
+  const auto logits = session.forward(result.prompt_tokens, 0, /*all_logits=*/false);
   result.prefill_seconds = seconds_since(start);
 
-  start = std::chrono::steady_clock::now();
+  // llama2.c models separate stories with BOS: it ends a generation as EOS does.
+  const int stop_tokens[] = {model.config.eos_id, model.config.bos_id};
   int previous = result.prompt_tokens.back();
-  while (true) {
-    if (token == model.config.eos_id || token == model.config.bos_id) break;
-    result.generated.push_back(token);
-    emit(previous, token);
-    if (static_cast<int>(result.generated.size()) == new_tokens) break;
-    const int single[] = {token};
-    previous = token;
-    token = sampler.sample(session.forward(single, session.cached_tokens(), /*all_logits=*/false));
-    ++result.decode_steps;
-  }
-  result.decode_seconds = seconds_since(start);
+  const auto decoded = decode_tokens(session, sampler, logits, new_tokens, stop_tokens, [&](int token) {
+    emit(std::exchange(previous, token), token);
+    return true;
+  });
+  result.generated = decoded.tokens;
+  result.decode_steps = decoded.steps;
+  result.decode_seconds = decoded.seconds;
   return finish();
+}
+
+DecodeResult decode_tokens(InferenceSession& session, Sampler& sampler, std::span<const float> logits, int max_tokens,
+                           std::span<const int> stop_tokens, const std::function<bool(int token)>& on_token) {
+  DecodeResult result;
+  if (max_tokens <= 0) return result;
+  const auto is_stop = [&](int token) { return std::ranges::find(stop_tokens, token) != stop_tokens.end(); };
+  const auto start = std::chrono::steady_clock::now();
+  for (int token = sampler.sample(logits); !is_stop(token);) {
+    result.tokens.push_back(token);
+    if (!on_token(token) || static_cast<int>(result.tokens.size()) == max_tokens) break;
+    const int single[] = {token};
+    token = sampler.sample(session.forward(single, session.cached_tokens(), /*all_logits=*/false));
+    ++result.steps;
+  }
+  result.seconds = seconds_since(start);
+  return result;
 }
 
 }  // namespace fbq

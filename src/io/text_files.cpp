@@ -81,6 +81,15 @@ std::string read_text_file(const std::filesystem::path& path) {
   return bytes;
 }
 
+nlohmann::json read_json_file(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& error) {
+    fail("{}: not valid JSON ({})", path.string(), error.what());
+  }
+}
+
 std::vector<std::string> read_lines(const std::filesystem::path& path) {
   const auto text = read_text_file(path);
   std::vector<std::string> lines;

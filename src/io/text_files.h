@@ -15,6 +15,9 @@ namespace fbq {
 // The whole file; a `.bz2` file is decompressed. Throws when missing, unreadable, corrupt or empty.
 std::string read_text_file(const std::filesystem::path& path);
 
+// A whole JSON file. Throws when missing, unreadable or not valid JSON.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
 // Calls `each(object, line_number)` for every non-blank line of a JSON Lines file (1-based line numbers).
 // A line that is not valid JSON is an error naming the file and line.
 void for_each_json_line(const std::filesystem::path& path,

@@ -209,6 +209,11 @@ std::span<const float> InferenceSession::forward(std::span<const int> tokens, in
   return logits_of(rows);
 }
 
+void InferenceSession::truncate(int tokens) {
+  if (tokens < 0 || tokens > cached_tokens_) fail("truncate: {} tokens but {} are cached", tokens, cached_tokens_);
+  cached_tokens_ = tokens;
+}
+
 std::span<const float> InferenceSession::forward_packed(std::span<const int> tokens,
                                                         std::span<const TokenPlacement> placement,
                                                         std::span<const int> logit_rows) {

@@ -40,6 +40,9 @@ class InferenceSession {
   void forward_layer(const DecoderLayer& layer, int layer_index, float* hidden, int n_tokens, int position);
 
   void reset() { cached_tokens_ = 0; }
+  // Keeps the first `tokens` cached tokens and forgets the rest: the next forward() continues at that position
+  // (a conversation that diverges from what is cached re-runs only the tokens after the common prefix).
+  void truncate(int tokens);
   int cached_tokens() const { return cached_tokens_; }
   int max_context() const { return max_context_; }
 

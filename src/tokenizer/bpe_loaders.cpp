@@ -11,6 +11,7 @@
 #include "io/gguf.h"
 #include "io/text_files.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/tokenizer_config.h"
 #include "util/error.h"
 
 namespace fbq {
@@ -19,15 +20,6 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 using Alphabet = BpeVocabulary::Alphabet;
-
-json read_json(const fs::path& path) {
-  const std::string text = read_text_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& error) {
-    fail("{}: not valid JSON ({})", path.string(), error.what());
-  }
-}
 
 // A JSON value shortened for an error message (invalid UTF-8 replaced, never a second exception).
 std::string excerpt(const json& value, std::size_t limit = 120) {
@@ -107,23 +99,14 @@ int id_of(const BpeVocabulary& v, const std::string& content) {
   return -1;
 }
 
-// tokenizer_config.json's "bos_token": a string, {"content": ...}, or null.
-std::optional<std::string> special_content(const json& config, const char* key) {
-  const auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
-  return std::nullopt;
-}
-
 // BOS/EOS from a tokenizer_config.json beside the vocabulary file (when there is one), and whether a BOS
 // is added at all (the BOS an encode with add_bos puts first is bos_id; -1: none).
 void apply_tokenizer_config(BpeVocabulary& v, const fs::path& config_path) {
   if (!fs::exists(config_path)) return;
-  const json config = read_json(config_path);
-  if (const auto bos = special_content(config, "bos_token")) v.bos_id = id_of(v, *bos);
+  const json config = read_json_file(config_path);
+  if (const auto bos = special_token_content(config, "bos_token")) v.bos_id = id_of(v, *bos);
   else if (config.contains("bos_token")) v.bos_id = -1;
-  if (const auto eos = special_content(config, "eos_token")) v.eos_id = id_of(v, *eos);
+  if (const auto eos = special_token_content(config, "eos_token")) v.eos_id = id_of(v, *eos);
   // add_bos_token: false (Qwen2, most byte-level models) means the model never saw a BOS: none is added.
   if (config.contains("add_bos_token") && config["add_bos_token"].is_boolean() && !config["add_bos_token"].get<bool>())
     v.bos_id = -1;
@@ -305,7 +288,7 @@ BpeVocabulary gguf_vocabulary(const GgufFile& file, bool byte_level) {
 
 std::unique_ptr<Tokenizer> hf_tokenizer_json(const fs::path& path) {
   const std::string where = path.string();
-  const json root = read_json(path);
+  const json root = read_json_file(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object())
     fail("{}: not a Hugging Face tokenizer.json (no \"model\" object)", where);
   const json& model = root["model"];
@@ -347,7 +330,7 @@ std::unique_ptr<Tokenizer> vocab_merges(const fs::path& vocab_json, std::string_
     fail("{}: no merges file beside it (expected {})", where, merges_path.string());
   const auto preset = pretokenizer_preset(pre);
   BpeVocabulary v;
-  v.tokens = tokens_from_vocab(read_json(vocab_json), where, /*byte_level=*/true);
+  v.tokens = tokens_from_vocab(read_json_file(vocab_json), where, /*byte_level=*/true);
   const auto lines = read_lines(merges_path);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     std::string line = lines[i];
@@ -359,7 +342,7 @@ std::unique_ptr<Tokenizer> vocab_merges(const fs::path& vocab_json, std::string_
   v.nfc = preset.nfc;
   v.ignore_merges = preset.ignore_merges;
   const fs::path added_path = sibling(vocab_json, "vocab.json", "added_tokens.json");
-  const json added = fs::exists(added_path) ? read_json(added_path) : json::object();
+  const json added = fs::exists(added_path) ? read_json_file(added_path) : json::object();
   for (const auto& [content, id] : added.items()) {
     if (!id.is_number_integer()) fail("{}: token '{}' has a non-integer id", added_path.string(), content);
     v.added.push_back({id.get<int>(), content, true});
