@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libomp-dev libbz2-dev libpcre2-dev libutf8proc-dev
   clang libclang-rt-14-dev  # fuzz harnesses (FBQ_FUZZ)
   chromium  # fbq report: the page is checked in headless Chromium (tests/test_report.cpp)
-  python3-torch python3-numpy python3-sentencepiece  # test oracles only (Debian's /usr/bin/python3)
+  python3-torch python3-numpy python3-sentencepiece python3-jinja2  # test oracles only (Debian's /usr/bin/python3)
 )
 missing=()
 for p in "${packages[@]}"; do
