@@ -62,8 +62,8 @@ struct ModelArgs {
 
 void run_perplexity(const ModelArgs& model_args, const std::string& text_path, const fbq::PerplexityOptions& options,
                     const std::string& nll_out, bool as_json) {
+  const auto text = fbq::read_paragraph_text(text_path);  // a bad text fails before a long model load
   const auto model = model_args.load();
-  const auto text = fbq::read_paragraph_text(text_path);
   const auto tokens = model.tokenizer->encode(text, /*add_bos=*/true);
   const auto result = fbq::evaluate_perplexity(model, tokens, options);
   if (!nll_out.empty()) fbq::write_token_nll(nll_out, result.token_nll);

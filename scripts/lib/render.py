@@ -508,7 +508,7 @@ def presets(rows):
     quant = next((r for r in rows if r["verdict"]), None)
     if quant:
         e = quant["verdict"].get("eval") or {}
-        out += ["", f'Original size on disk: {quant["verdict"]["source_bytes"] / 2**20:.2f} MiB. The verdict's eval.txt '
+        out += ["", f'Original size on disk: {quant["verdict"]["source_bytes"] / 2**20:.2f} MiB. The eval.txt '
                 f'comparison: {e.get("windows", "–")} windows of {e.get("ctx", "–")} tokens.']
     return out
 

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace fbq {
 namespace {
@@ -99,6 +100,10 @@ std::vector<std::string> read_lines(const std::filesystem::path& path) {
     if (end == std::string::npos) end = text.size();
     std::string line = text.substr(begin, end - begin);
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // Tokenizers take any bytes, but a Latin-1 or UTF-16 file would be calibrated on or scored as garbage.
+    if (const auto bad = first_invalid_utf8(line); bad != std::string::npos)
+      fail("{}:{}: not UTF-8 text (byte 0x{:02X} at column {}); convert the file first, e.g. iconv -t UTF-8",
+           path.string(), lines.size() + 1, static_cast<unsigned char>(line[bad]), bad + 1);
     lines.push_back(std::move(line));
     begin = end + 1;
   }

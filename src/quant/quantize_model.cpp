@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -89,6 +90,17 @@ constexpr Projection kProjections[] = {
     {"mlp.up_proj", &DecoderLayer::up_proj, kMlpInput, false},
     {"mlp.down_proj", &DecoderLayer::down_proj, kMlpHidden, true},
 };
+
+const Projection& capturing_projection(Input input) {
+  return *std::ranges::find_if(kProjections, [&](const Projection& p) { return p.input == input && p.captures; });
+}
+
+// Inf/NaN poison every statistic after them and come out as NaN scales: stop where they first appear. (The
+// loader refuses non-finite weights; finite ones can still overflow float32 once multiplied.)
+void require_finite(const std::vector<double>& values, const std::string& linear, const char* what) {
+  if (!std::ranges::all_of(values, [](double v) { return std::isfinite(v); }))
+    fail("{}: non-finite {} (Inf/NaN): the model's weights or an earlier layer's output overflow", linear, what);
+}
 
 long peak_rss_kib() {
   rusage usage{};
@@ -317,6 +329,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
       for (const Input input : stage) {
         auto& capture = *captures[input];
         stats[input] = capture.train.finish();
+        require_finite(stats[input].hessian, prefix + capturing_projection(input).name, "activations in its calibration input");
         if (options.validation_samples > 0) stats[input].validation_hessian = capture.validation.finish().hessian;
         if (capture.train_drift) drifts[input] = capture.train_drift->finish();
         if (options.validation_samples > 0 && capture.validation_drift)

@@ -25,17 +25,20 @@ inline std::size_t utf8_sequence_bytes(unsigned char lead) {
   return 0;
 }
 
-// Structural validity: every lead byte followed by its continuation bytes.
-inline bool is_valid_utf8(std::string_view text) {
+// The offset of the first byte that breaks structural validity (a lead byte not followed by its
+// continuation bytes, or a stray continuation byte), or npos for valid UTF-8.
+inline std::size_t first_invalid_utf8(std::string_view text) {
   for (std::size_t at = 0; at < text.size();) {
     const std::size_t n = utf8_sequence_bytes(static_cast<unsigned char>(text[at]));
-    if (n == 0 || at + n > text.size()) return false;
+    if (n == 0 || at + n > text.size()) return at;
     for (std::size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(text[at + k]) & 0xC0) != 0x80) return false;
+      if ((static_cast<unsigned char>(text[at + k]) & 0xC0) != 0x80) return at;
     at += n;
   }
-  return true;
+  return std::string_view::npos;
 }
+
+inline bool is_valid_utf8(std::string_view text) { return first_invalid_utf8(text) == std::string_view::npos; }
 
 // Holds back the bytes of a character that is not complete yet; bytes that can never become a character
 // (invalid lead, broken sequence) pass through, so the concatenated output equals the concatenated input.
