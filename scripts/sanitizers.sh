@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The memory-safety run CI adds after the default suite: the test suite built with AddressSanitizer +
+# UndefinedBehaviorSanitizer (clang, build-fuzz: the tree the fuzz harnesses live in) and then every fuzz
+# harness for a short fixed time (scripts/fuzz.sh). Any sanitizer report or crash fails it.
+# Usage: scripts/sanitizers.sh [--fuzz-seconds S] [CTEST_ARGS...]   (default: 20 s per harness)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzz_seconds=20
+if [ "${1:-}" = "--fuzz-seconds" ]; then fuzz_seconds=$2; shift 2; fi
+build=build-fuzz
+start=$SECONDS
+[ -f "$build/CMakeCache.txt" ] ||
+  CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFBQ_FUZZ=ON >/dev/null
+cmake --build "$build" -j"$(nproc)"
+echo "sanitizers: built $build in $((SECONDS - start)) s"
+start=$SECONDS
+# halt_on_error: the first report fails the test that caused it. OpenBLAS and libgomp are not instrumented.
+ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --test-dir "$build" --output-on-failure -j1 "$@"
+echo "sanitizers: test suite under ASan + UBSan in $((SECONDS - start)) s"
+start=$SECONDS
+scripts/fuzz.sh --seconds "$fuzz_seconds"
+echo "sanitizers: fuzz harnesses in $((SECONDS - start)) s"
