@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib/results.sh"
 results_open presets "$resume"
 
 preset_row() {  # preset_row NAME (NAME "FP": the original model, scored only)
-  local name=$1 key dir=$MODEL verdict=null report=null scores="" text summary=""
+  local name=$1 key dir=$MODEL verdict=null report=null scores="" text summary="" load=null
   key=$(printf 'presets|%s|%s' "$name" "$WINDOWS" | md5sum | cut -c1-16)
   if grep -q "\"key\":\"$key\"" "$RESULTS"; then echo "== presets: $name (kept from an earlier run)" >&2; return; fi
   echo "== presets: $name" >&2
@@ -22,14 +22,15 @@ preset_row() {  # preset_row NAME (NAME "FP": the original model, scored only)
     dir=$WORK/q
     rm -rf "$dir"
     verdict=$("$FBQ" quantize "$MODEL" -o "$dir" --preset "$name" --quiet --json 2>/dev/null)
+    load=$(cut -d' ' -f1 /proc/loadavg)  # the times are only as good as the machine was quiet
     report=$(python3 scripts/lib/render.py summarize "$dir/quant_report.json")
     summary=$("$FBQ" quantize --list-presets | sed -n "s/^$name  *//p")
   fi
   mkdir -p build/results/nll
   for text in sotu moby; do scores+=",\"$text\":$(score "$dir" "$text" "build/results/nll/$key-$text.f32")"; done
-  printf '{"key":"%s","label":"%s","summary":%s,"verdict":%s,"report":%s%s}\n' "$key" "$name" \
+  printf '{"key":"%s","label":"%s","summary":%s,"verdict":%s,"report":%s,"load":%s%s}\n' "$key" "$name" \
     "$(printf '%s' "$summary" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')" \
-    "$verdict" "$report" "$scores" >> "$RESULTS"
+    "$verdict" "$report" "$load" "$scores" >> "$RESULTS"
 }
 
 preset_row FP

@@ -491,19 +491,20 @@ def presets(rows):
            "Each preset run exactly as a user runs it: the bundled calibration text `data/calib.txt`, the verdict "
            "printed at the end on the bundled `data/eval.txt` (original → result, Δ paired over its windows), then the "
            "result scored on sotu-test and moby-test (ctx 256, whole files; Δ vs FP paired on the same tokens). "
-           "Size: the model directory on disk (the original: bf16 safetensors).", "",
-           "| preset | recipe | bits/weight | size MiB | quantize s | peak MiB | eval.txt PPL | Δ (eval.txt) | "
-           "sotu-test PPL | Δ vs FP | moby-test PPL | Δ vs FP |", "|---" * 12 + "|"]
+           "Size: the model directory on disk (the original: bf16 safetensors). Load: the machine's 1-minute load "
+           "average when the quantization ended (2 cores: above 2, other work shared them and the time is inflated).", "",
+           "| preset | recipe | bits/weight | size MiB | quantize s | load | peak MiB | eval.txt PPL | Δ (eval.txt) | "
+           "sotu-test PPL | Δ vs FP | moby-test PPL | Δ vs FP |", "|---" * 13 + "|"]
     for r in rows:
         v = r["verdict"]
         if v is None:
-            out.append(f'| FP | – | 16 (bf16) | – | – | – | – | – | {ppl(r, "sotu")} | – | {ppl(r, "moby")} | – |')
+            out.append(f'| FP | – | 16 (bf16) | – | – | – | – | – | – | {ppl(r, "sotu")} | – | {ppl(r, "moby")} | – |')
             continue
         e = v.get("eval")
         eval_ppl = f'{e["original_ppl"]:.2f} → {e["result_ppl"]:.2f}' if e else "–"
         eval_delta = f'{e["ppl_difference"]:+.2f} ± {e["ppl_difference_stderr"]:.2f}' if e else "–"
         out.append(f'| `{r["label"]}` | {r["summary"]} | {v["bits_per_weight"]:.3f} | {v["output_bytes"] / 2**20:.2f} | '
-                   f'{v["seconds"]:.0f} | {v["peak_rss_mib"]:.0f} | {eval_ppl} | {eval_delta} | {ppl(r, "sotu")} | '
+                   f'{v["seconds"]:.0f} | {fmt(r.get("load"), ".1f")} | {v["peak_rss_mib"]:.0f} | {eval_ppl} | {eval_delta} | {ppl(r, "sotu")} | '
                    f'{paired(r, fp, "sotu")} | {ppl(r, "moby")} | {paired(r, fp, "moby")} |')
     quant = next((r for r in rows if r["verdict"]), None)
     if quant:

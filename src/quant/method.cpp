@@ -38,13 +38,15 @@ std::vector<std::string> method_names() {
 
 void check_method_params(const QuantMethod& method, const MethodOptions& options) {
   const auto known = method.params();
-  for (const auto& [key, value] : options.params)
+  for (const auto& setting : options.params) {
+    const std::string& key = setting.first;  // a named variable: clang 14 cannot capture structured bindings
     if (std::none_of(known.begin(), known.end(), [&](const MethodParam& p) { return p.name == key; })) {
       std::vector<std::string> names;
       for (const auto& p : known) names.push_back(p.name);
       fail("method '{}' has no setting '{}' (settings: {})", method.name(), key,
            names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")));
     }
+  }
 }
 
 int MethodOptions::branch_rank(int m, int n) const {
