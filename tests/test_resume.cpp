@@ -1,0 +1,241 @@
+// Issue 17, "nothing lost, nothing crashes": `fbq quantize` killed at any point continues with --resume to
+// the bytes an uninterrupted run writes; the output does not depend on the thread count; failed writes (full
+// disk, read-only or occupied destinations) end in one error line and leave no partial output behind.
+#include <fmt/core.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "quant/quantize_model.h"
+#include "test_support.h"
+
+namespace fbq {
+namespace {
+
+namespace fs = std::filesystem;
+
+// How the child `fbq` process is run.
+struct ChildSetup {
+  std::string kill_at;         // FBQ_TEST_KILL_AT
+  rlim_t file_size_limit = 0;  // RLIMIT_FSIZE in bytes (0: none); SIGXFSZ ignored, so write() gets EFBIG
+  bool unprivileged = false;   // run as nobody (root writes into read-only directories)
+};
+
+struct ChildResult {
+  int status = 0;
+  std::string err;
+  bool exited(int code) const { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+  bool killed() const { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
+};
+
+ChildResult run_fbq(const std::vector<std::string>& args, const ChildSetup& setup, const fs::path& scratch) {
+  const auto err_path = scratch / "child-stderr.txt";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!setup.kill_at.empty()) ::setenv("FBQ_TEST_KILL_AT", setup.kill_at.c_str(), 1);
+    if (setup.file_size_limit) {
+      const rlimit limit{setup.file_size_limit, setup.file_size_limit};
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+      ::signal(SIGXFSZ, SIG_IGN);
+    }
+    if (setup.unprivileged && ::getuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(99);
+    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen(err_path.c_str(), "w", stderr)) ::_exit(98);
+    std::vector<char*> argv{const_cast<char*>(FBQ_CLI_PATH)};
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(FBQ_CLI_PATH, argv.data());
+    ::_exit(97);
+  }
+  ChildResult result;
+  ::waitpid(pid, &result.status, 0);
+  result.err = test::read_file(err_path);
+  return result;
+}
+
+// Small settings: 4 windows of 64 tokens; FBQuant (GPTQ inside) with 20 Adam steps.
+std::vector<std::string> quantize_args(const fs::path& out, const std::vector<std::string>& extra = {},
+                                       const std::string& method = "fbquant") {
+  std::vector<std::string> args = {"quantize", test::bundled_model().string(), "-o", out.string(), "--method", method,
+                                   "--bits", "3", "--nsamples", "4", "--seqlen", "64", "--seed", "5", "--no-eval",
+                                   "--quiet"};
+  if (method == "fbquant") args.insert(args.end(), {"--branch-bits", "0.25", "-O", "steps=20"});
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// verdict.json holds timings and quant_report.json wall-clock "seconds" fields (docs/FORMAT.md): everything
+// else must match byte for byte.
+void expect_same_output(const fs::path& expected, const fs::path& actual) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(expected)) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(actual))
+    EXPECT_TRUE(fs::exists(expected / entry.path().filename())) << "extra file " << entry.path();
+  const auto without_timings = [](const fs::path& path) {
+    return std::regex_replace(test::read_file(path), std::regex(R"("seconds": [0-9.e+-]+)"), "");
+  };
+  for (const auto& name : names) {
+    if (name == "verdict.json") continue;
+    const bool report = name == "quant_report.json";
+    const auto a = report ? without_timings(expected / name) : test::read_file(expected / name);
+    const auto b = report ? without_timings(actual / name) : test::read_file(actual / name);
+    EXPECT_TRUE(a == b) << name << " differs between " << expected << " and " << actual;
+  }
+}
+
+bool has_error_line(const ChildResult& r, const std::string& expected) {
+  return r.exited(1) && r.err.rfind("fbq: error: ", 0) == 0 && std::ranges::count(r.err, '\n') == 1 &&
+         r.err.find(expected) != std::string::npos;
+}
+
+class QuantizeResume : public ::testing::Test {
+ protected:
+  void SetUp() override { FBQ_REQUIRE_FILE(test::bundled_model() / "model.safetensors"); }
+  fs::path out(const std::string& name) const { return tmp_.path() / name; }
+  ChildResult run(const std::vector<std::string>& args, const ChildSetup& setup = {}) const {
+    return run_fbq(args, setup, tmp_.path());
+  }
+  // The uninterrupted run every interrupted one is compared with.
+  fs::path reference(const std::vector<std::string>& extra = {}) {
+    const auto path = out(fmt::format("reference{}", references_++));
+    const auto r = run(quantize_args(path, extra));
+    EXPECT_TRUE(r.exited(0)) << r.err;
+    return path;
+  }
+  test::TempDir tmp_;
+  int references_ = 0;
+};
+
+// Killed after layer k's checkpoint, halfway through writing a stream, just before the commit, after the last
+// layer and while renaming into place: each time the output does not exist yet, and --resume completes it
+// to the same bytes. The float model's stream (--float-target) is checkpointed too.
+TEST_F(QuantizeResume, KilledRunsResumeToTheSameBytes) {
+  for (const bool float_target : {false, true}) {
+    const std::vector<std::string> extra = float_target ? std::vector<std::string>{"--float-target"}
+                                                        : std::vector<std::string>{};
+    const auto expected = reference(extra);
+    for (const auto* point : {"layer:2", "stream-write:4", "commit:3", "layer:6", "finish:6"}) {
+      SCOPED_TRACE(fmt::format("{} float_target {}", point, float_target));
+      const auto path = out(fmt::format("killed-{}-{}", float_target, point));
+      ASSERT_TRUE(run(quantize_args(path, extra), {.kill_at = point}).killed());
+      EXPECT_FALSE(fs::exists(path)) << "a stopped run leaves no output that looks whole";
+      EXPECT_TRUE(fs::exists(partial_output(path)));
+      auto resume_args = extra;
+      resume_args.push_back("--resume");
+      const auto resumed = run(quantize_args(path, resume_args));
+      ASSERT_TRUE(resumed.exited(0)) << resumed.err;
+      EXPECT_FALSE(fs::exists(partial_output(path)));
+      expect_same_output(expected, path);
+    }
+  }
+}
+
+// A resumed run can be killed and resumed again.
+TEST_F(QuantizeResume, ResumedRunsCanBeStoppedAgain) {
+  const auto expected = reference();
+  const auto path = out("twice");
+  ASSERT_TRUE(run(quantize_args(path), {.kill_at = "layer:1"}).killed());
+  ASSERT_TRUE(run(quantize_args(path, {"--resume"}), {.kill_at = "stream-write:3"}).killed());
+  ASSERT_TRUE(run(quantize_args(path, {"--resume"}), {.kill_at = "layer:5"}).killed());
+  const auto resumed = run(quantize_args(path, {"--resume"}));
+  ASSERT_TRUE(resumed.exited(0)) << resumed.err;
+  expect_same_output(expected, path);
+}
+
+// The checkpoint belongs to one command: other options are refused (naming what differs) and leave it in
+// place; a plain rerun is refused too, so that no finished layer is thrown away by mistake; --overwrite
+// starts over.
+TEST_F(QuantizeResume, RefusesACheckpointOfAnotherCommand) {
+  const auto path = out("stopped");
+  ASSERT_TRUE(run(quantize_args(path), {.kill_at = "layer:2"}).killed());
+  const auto refused_with = [&](const std::string& option, const std::string& value, const std::string& named) {
+    auto args = quantize_args(path, {"--resume"});
+    *(std::ranges::find(args, option) + 1) = value;
+    const auto r = run(args);
+    EXPECT_TRUE(has_error_line(r, "was made by a different command")) << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << r.err;
+  };
+  refused_with("--seed", "6", "calibration_windows, settings.calibration, settings.options");
+  refused_with("--bits", "4", "differs in settings.options)");
+  const auto plain = run(quantize_args(path));
+  EXPECT_TRUE(has_error_line(plain, "pass --resume to continue it")) << plain.err;
+  EXPECT_TRUE(fs::exists(partial_output(path)));
+  const auto over = run(quantize_args(path, {"--overwrite"}));
+  EXPECT_TRUE(over.exited(0)) << over.err;
+  expect_same_output(reference(), path);
+}
+
+// The output does not depend on the thread count (-t): every file but the timings, byte for byte.
+TEST_F(QuantizeResume, OneAndTwoThreadsGiveTheSameBytes) {
+  for (const auto* method : {"fbquant", "gptq"}) {
+    SCOPED_TRACE(method);
+    const auto with_threads = [&](const char* threads) {
+      const auto path = out(fmt::format("{}-t{}", method, threads));
+      auto args = quantize_args(path, {}, method);
+      args.insert(args.begin(), {"-t", threads});
+      const auto r = run(args);
+      EXPECT_TRUE(r.exited(0)) << r.err;
+      return path;
+    };
+    expect_same_output(with_threads("1"), with_threads("2"));
+  }
+}
+
+// A full disk (RLIMIT_FSIZE) before any layer is finished: one error line, exit 1, no output and no
+// temporary directory.
+TEST_F(QuantizeResume, FullDiskBeforeTheFirstLayerLeavesNothing) {
+  const auto path = out("full");
+  const auto r = run(quantize_args(path), {.file_size_limit = 1 << 20});
+  EXPECT_TRUE(has_error_line(r, "failed")) << r.err;
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(partial_output(path)));
+}
+
+// A full disk after some layers: the checkpoint is kept (the message says so) and --resume, with space
+// again, completes the same bytes.
+TEST_F(QuantizeResume, FullDiskMidRunKeepsTheCheckpointForResume) {
+  const auto path = out("full");
+  const auto r = run(quantize_args(path), {.file_size_limit = 4 << 20});
+  EXPECT_TRUE(has_error_line(r, "rerun with --resume to continue")) << r.err;
+  EXPECT_FALSE(fs::exists(path));
+  ASSERT_TRUE(fs::exists(partial_output(path)));
+  const auto resumed = run(quantize_args(path, {"--resume"}));
+  ASSERT_TRUE(resumed.exited(0)) << resumed.err;
+  expect_same_output(reference(), path);
+}
+
+// Destinations that cannot be written or are occupied are refused before any work, and left as they were.
+TEST_F(QuantizeResume, BadDestinationsAreRefusedAndLeftAlone) {
+  const auto locked = out("locked");
+  fs::create_directories(locked);
+  fs::permissions(out(""), fs::perms::others_all, fs::perm_options::add);  // nobody reaches `locked`
+  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                              fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  const auto read_only = run(quantize_args(locked / "q"), {.unprivileged = true});
+  EXPECT_TRUE(has_error_line(read_only, "is not writable")) << read_only.err;
+  EXPECT_TRUE(fs::is_empty(locked));
+
+  const auto file = out("a-file");
+  test::write_file(file, "not a model");
+  for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"--overwrite"}}) {
+    const auto r = run(quantize_args(file, extra));
+    EXPECT_TRUE(has_error_line(r, "exists and is not a directory")) << r.err;
+    EXPECT_EQ(test::read_file(file), "not a model");
+  }
+
+  const auto occupied = out("occupied");
+  fs::create_directories(occupied);
+  test::write_file(occupied / "notes.txt", "mine");
+  const auto kept = run(quantize_args(occupied));
+  EXPECT_TRUE(has_error_line(kept, "already exists (pass --overwrite to replace it)")) << kept.err;
+  const auto refused = run(quantize_args(occupied, {"--overwrite"}));
+  EXPECT_TRUE(has_error_line(refused, "is not an fbq quantize output")) << refused.err;
+  EXPECT_EQ(test::read_file(occupied / "notes.txt"), "mine");
+  for (const auto* name : {"a-file", "occupied", "locked"}) EXPECT_FALSE(fs::exists(partial_output(out(name))));
+}
+
+}  // namespace
+}  // namespace fbq
