@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <omp.h>
+
 #include <fstream>
 #include <set>
 
@@ -178,13 +180,16 @@ json run_identity(const QuantizeOptions& options, const std::vector<std::vector<
           {"settings", recorded_settings(options)},
           {"calibration_windows", fmt::format("{:016x}", fnv1a(windows))},
           {"model", model_files(options.model)},
+          // OpenBLAS's summation order depends on the thread count, so a resume with another -t would not
+          // give the bytes of either uninterrupted run.
+          {"threads", omp_get_max_threads()},
           {"tokenizer", options.tokenizer ? std::filesystem::absolute(*options.tokenizer).string() : ""}};
 }
 
 bool has_checkpoint(const std::filesystem::path& dir) { return std::filesystem::is_regular_file(dir / kCheckpointFile); }
 
-void write_checkpoint(const std::filesystem::path& dir, const json& identity, const PipelineState& state,
-                      const json& writer_state) {
+std::uintmax_t write_checkpoint(const std::filesystem::path& dir, const json& identity, const PipelineState& state,
+                                const json& writer_state) {
   const int done = state.layers_done;
   json linears = json::array(), drift = json::array();
   for (const auto& r : state.linears) linears.push_back(linear_json(r));
@@ -200,12 +205,14 @@ void write_checkpoint(const std::filesystem::path& dir, const json& identity, co
     write_stream(dir / stream_file("float-stream", done), state.float_hidden, done);
   }
   kill_point("commit", done);
-  write_file_atomically(dir / kCheckpointFile, checkpoint.dump() + "\n");
+  const auto text = checkpoint.dump() + "\n";
+  write_file_atomically(dir / kCheckpointFile, text);
   // The previous checkpoint's streams are no longer referenced.
   std::error_code ignored;
   std::filesystem::remove(dir / stream_file("stream", done - 1), ignored);
   std::filesystem::remove(dir / stream_file("float-stream", done - 1), ignored);
   kill_point("layer", done);
+  return text.size() + (state.hidden.size() + state.float_hidden.size()) * sizeof(float);
 }
 
 Checkpoint read_checkpoint(const std::filesystem::path& dir, const json& identity) {

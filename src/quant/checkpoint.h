@@ -29,14 +29,15 @@ struct PipelineState {
 nlohmann::json recorded_settings(const QuantizeOptions& options);
 
 // What a checkpoint must have been made by to be resumed: the options that shape the output, a hash of the
-// calibration windows (text, tokenizer, seed, counts) and the model files' names, sizes and times.
+// calibration windows (text, tokenizer, seed, counts), the model files' names, sizes and times, and the
+// thread count.
 nlohmann::json run_identity(const QuantizeOptions& options, const std::vector<std::vector<int>>& windows);
 
 bool has_checkpoint(const std::filesystem::path& dir);
 
-// Commits `state` (and the writer's `writer_state`) as the checkpoint in `dir`.
-void write_checkpoint(const std::filesystem::path& dir, const nlohmann::json& identity, const PipelineState& state,
-                      const nlohmann::json& writer_state);
+// Commits `state` (and the writer's `writer_state`) as the checkpoint in `dir`; returns the bytes written.
+std::uintmax_t write_checkpoint(const std::filesystem::path& dir, const nlohmann::json& identity, const PipelineState& state,
+                                const nlohmann::json& writer_state);
 
 struct Checkpoint {
   PipelineState state;

@@ -366,8 +366,10 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
       drift_note = fmt::format(", stream drift {:.5f}", state.stream_drift.back().train);
     }
     state.layers_done = l + 1;
-    write_checkpoint(temp, identity, state, writer.state());
-    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}{}", l, layer_error, drift_note));
+    const auto checkpoint_start = std::chrono::steady_clock::now();
+    const auto checkpoint_bytes = write_checkpoint(temp, identity, state, writer.state());
+    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}{}, checkpoint {:.1f} MB in {:.2f} s", l, layer_error,
+                                       drift_note, checkpoint_bytes / 1e6, seconds_since(checkpoint_start)));
   }
 
   writer.add_floats("model.norm.weight", reader.dtype_of("model.norm.weight"), {c.dim}, reader.final_norm());
