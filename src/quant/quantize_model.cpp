@@ -228,8 +228,8 @@ void validate_quantize_options(const QuantizeOptions& options) {
 
 namespace {
 
-// What a run starts from: the checkpoint's state and writer, or (a fresh run) the embedding written and
-// the calibration windows embedded as the first layer's input.
+// A run without a checkpoint starts with the embedding written and the calibration windows embedded as the
+// first layer's input.
 void start_fresh(const QuantizeOptions& options, const CheckpointReader& reader,
                  const std::vector<std::vector<int>>& windows, SafetensorsWriter& writer, PipelineState& state) {
   const auto& c = reader.config();
