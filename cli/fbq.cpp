@@ -577,6 +577,8 @@ int main(int argc, char** argv) {
   quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
                               "LQER: plain SVD instead of activation-scaled (L2QER)");
   quantize->add_flag("--overwrite", quant.overwrite, "replace an existing output directory");
+  quantize->add_flag("--resume", quant.resume,
+                     "continue a stopped run from its checkpoint (.OUT.partial), made with the same options and model");
   quantize->add_flag("--quiet", quant_quiet, "no progress lines");
   quantize->add_flag("--json", quant_json, "print one JSON summary object on stdout");
 

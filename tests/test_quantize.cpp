@@ -301,7 +301,7 @@ TEST_F(QuantizePipeline, BadOptionsFailBeforeAnyWork) {
     // Nothing was written: no output and no temporary directory beside it.
     EXPECT_FALSE(std::filesystem::exists(o.output));
     for (const auto& entry : std::filesystem::directory_iterator(tmp_.path()))
-      EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+      EXPECT_EQ(entry.path().filename().string().find(".partial"), std::string::npos) << entry.path();
   };
   auto o = options("rtn", 5, "x");
   expect_error(o, "--bits 5");

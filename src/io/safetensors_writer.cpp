@@ -21,12 +21,30 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path path)
   if (!data_) fail("cannot write {}", data_path_.string());
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (!finished_) {
-    data_.close();
-    std::error_code ignored;
-    std::filesystem::remove(data_path_, ignored);
+SafetensorsWriter::SafetensorsWriter(std::filesystem::path path, const nlohmann::json& state)
+    : path_(std::move(path)), data_path_(path_.string() + ".data") {
+  offset_ = state.at("bytes").get<std::uint64_t>();
+  for (const auto& [name, entry] : state.at("tensors").items()) {
+    const auto dtype = dtype_from_name(entry.at("dtype").get<std::string>());
+    if (!dtype) fail("{}: unknown dtype of '{}' in the checkpoint", data_path_.string(), name);
+    entries_[name] = {*dtype, entry.at("shape").get<std::vector<std::int64_t>>(), entry.at("begin").get<std::uint64_t>(),
+                      entry.at("end").get<std::uint64_t>()};
   }
+  std::error_code error;
+  const auto size = std::filesystem::file_size(data_path_, error);
+  if (error || size < offset_) fail("{} is missing or shorter than its checkpoint", data_path_.string());
+  std::filesystem::resize_file(data_path_, offset_);  // drops a layer that was cut off
+  data_.open(data_path_, std::ios::binary | std::ios::app);
+  if (!data_) fail("cannot write {}", data_path_.string());
+}
+
+nlohmann::json SafetensorsWriter::state() {
+  data_.flush();
+  if (!data_) fail("write to {} failed (disk full?)", data_path_.string());
+  nlohmann::json tensors = nlohmann::json::object();
+  for (const auto& [name, entry] : entries_)
+    tensors[name] = {{"dtype", dtype_name(entry.dtype)}, {"shape", entry.shape}, {"begin", entry.begin}, {"end", entry.end}};
+  return {{"bytes", offset_}, {"tensors", tensors}};
 }
 
 void SafetensorsWriter::add(const std::string& name, DType dtype, const std::vector<std::int64_t>& shape,
@@ -69,9 +87,6 @@ void SafetensorsWriter::finish(const std::map<std::string, std::string>& metadat
   out << data.rdbuf();
   out.close();
   if (!out) fail("write to {} failed (disk full?)", path_.string());
-  data.close();
-  std::filesystem::remove(data_path_);
-  finished_ = true;
 }
 
 }  // namespace fbq

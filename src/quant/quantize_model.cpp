@@ -8,16 +8,18 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "calib/calibration.h"
 #include "io/safetensors_writer.h"
+#include "io/text_files.h"
 #include "model/model.h"
 #include "model/transformer.h"
 #include "pack/packed_linear.h"
+#include "quant/checkpoint.h"
 #include "quant/float_target.h"
 #include "util/error.h"
+#include "util/kill_point.h"
 #include "util/progress.h"
 
 namespace fbq {
@@ -175,12 +177,36 @@ StreamDrift stream_drift(const std::vector<float>& hidden, const std::vector<flo
   return drift;
 }
 
-std::filesystem::path temporary_output(const std::filesystem::path& output) {
-  const auto parent = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
-  return parent / fmt::format(".{}.tmp-{}", output.filename().string(), ::getpid());
+// Only an earlier output (or an empty directory) is replaced by --overwrite, never a directory of other files.
+bool replaceable_output(const std::filesystem::path& output) {
+  return std::filesystem::is_empty(output) ||
+         (std::filesystem::is_regular_file(output / "config.json") &&
+          std::filesystem::is_regular_file(output / "quant_report.json"));
+}
+
+void check_output_location(const QuantizeOptions& options) {
+  namespace fs = std::filesystem;
+  const auto& output = options.output;
+  if (fs::exists(output) && !fs::is_directory(output))
+    fail("{} exists and is not a directory; refusing to replace it", output.string());
+  if (fs::exists(output) && !options.overwrite)
+    fail("{} already exists (pass --overwrite to replace it)", output.string());
+  if (fs::exists(output) && !replaceable_output(output))
+    fail("{} is not an fbq quantize output; refusing to replace it with --overwrite", output.string());
+  const auto parent = output.parent_path().empty() ? fs::path(".") : output.parent_path();
+  if (!fs::is_directory(parent)) fail("output directory {} does not exist", parent.string());
+  if (::access(parent.c_str(), W_OK) != 0) fail("output directory {} is not writable", parent.string());
+  if (!options.resume && !options.overwrite && has_checkpoint(partial_output(output)))
+    fail("{} holds the checkpoint of a stopped run: pass --resume to continue it, or --overwrite to start over",
+         partial_output(output).string());
 }
 
 }  // namespace
+
+std::filesystem::path partial_output(const std::filesystem::path& output) {
+  const auto parent = output.parent_path().empty() ? std::filesystem::path(".") : output.parent_path();
+  return parent / fmt::format(".{}.partial", output.filename().string());
+}
 
 void validate_quantize_options(const QuantizeOptions& options) {
   const auto method = make_method(options.method);
@@ -209,56 +235,44 @@ void validate_quantize_options(const QuantizeOptions& options) {
     fail("--seqlen {} must be in [2, {}] (the model's context)", options.seqlen, c.max_seq_len);
   if (!std::filesystem::is_regular_file(options.calibration_text))
     fail("calibration text {} not found", options.calibration_text.string());
-  if (std::filesystem::exists(options.output) && !options.overwrite)
-    fail("{} already exists (pass --overwrite to replace it)", options.output.string());
-  const auto parent = options.output.parent_path().empty() ? std::filesystem::path(".") : options.output.parent_path();
-  if (!std::filesystem::is_directory(parent)) fail("output directory {} does not exist", parent.string());
-  if (::access(parent.c_str(), W_OK) != 0) fail("output directory {} is not writable", parent.string());
+  check_output_location(options);
 }
 
-QuantizeSummary quantize_model(const QuantizeOptions& options) {
-  validate_quantize_options(options);
-  const auto start = std::chrono::steady_clock::now();
-  const auto method = make_method(options.method);
-  const CheckpointReader reader(options.model);
+namespace {
+
+// A run without a checkpoint starts with the embedding written and the calibration windows embedded as the
+// first layer's input.
+void start_fresh(const QuantizeOptions& options, const CheckpointReader& reader,
+                 const std::vector<std::vector<int>>& windows, SafetensorsWriter& writer, PipelineState& state) {
   const auto& c = reader.config();
-  const auto tokenizer_path = options.tokenizer ? options.tokenizer : reader.default_tokenizer();
-  if (!tokenizer_path) fail("{}: no tokenizer found beside the model; pass --tokenizer FILE", options.model.string());
-  const auto tokenizer = load_tokenizer(*tokenizer_path, c.vocab_size);
-
-  // Validation windows are the last ones drawn, so adding them leaves the training windows unchanged.
-  const auto windows = sample_calibration_windows(*tokenizer, options.calibration_text,
-                                                  options.nsamples + options.validation_samples, options.seqlen,
-                                                  options.seed);
-  const auto temp = temporary_output(options.output);
-  std::filesystem::remove_all(temp);
-  std::filesystem::create_directories(temp);
-  struct TempGuard {  // a failed or interrupted run leaves no directory that looks complete
-    std::filesystem::path path;
-    bool keep = false;
-    ~TempGuard() {
-      std::error_code ignored;
-      if (!keep) std::filesystem::remove_all(path, ignored);
-    }
-  } guard{temp};
-
-  SafetensorsWriter writer(temp / "model.safetensors");
   const auto embedding = reader.embedding();
   writer.add_floats("model.embed_tokens.weight", reader.dtype_of("model.embed_tokens.weight"), {c.vocab_size, c.dim},
                     *embedding);
-
   // Calibration activations, one row per token: the input of the layer being quantized.
   const std::size_t tokens_per_window = options.seqlen;
-  std::vector<float> hidden(windows.size() * tokens_per_window * c.dim);
+  auto& hidden = state.hidden;
+  hidden.resize(windows.size() * tokens_per_window * c.dim);
   for (std::size_t w = 0; w < windows.size(); ++w)
     for (std::size_t t = 0; t < tokens_per_window; ++t)
       std::copy_n(embedding->data() + static_cast<std::size_t>(windows[w][t]) * c.dim, c.dim,
                   &hidden[(w * tokens_per_window + t) * c.dim]);
-
   // With --float-target or --report-float-error, the float model's activations run beside them (its own
   // stream, never quantized).
-  std::vector<float> float_hidden;
-  if (options.tracks_float_model()) float_hidden = hidden;
+  if (options.tracks_float_model()) state.float_hidden = hidden;
+}
+
+QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointReader& reader,
+                              const std::filesystem::path& tokenizer_path, const std::vector<std::vector<int>>& windows,
+                              const std::filesystem::path& temp, const nlohmann::json& identity,
+                              SafetensorsWriter& writer, PipelineState& state) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto method = make_method(options.method);
+  const auto& c = reader.config();
+  const std::size_t tokens_per_window = options.seqlen;
+  auto& hidden = state.hidden;
+  auto& float_hidden = state.float_hidden;
+  if (hidden.size() != windows.size() * tokens_per_window * c.dim)
+    fail("the checkpoint in {} holds streams of the wrong size", temp.string());
 
   Model shell;  // the session only needs the config: layers are passed in one at a time
   shell.config = c;
@@ -296,11 +310,11 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
           : std::vector<std::vector<Input>>{{kAttentionInput, kAttentionOutput, kMlpInput, kMlpHidden}};
 
   QuantizeSummary summary;
-  double total_bits = 0, total_weights = 0;
   Progress progress(fmt::format("quantize ({}, W{} g{})", options.method, options.method_options.spec.bits,
                                 options.method_options.spec.group_size),
                     c.n_layers, options.progress);
-  for (int l = 0; l < c.n_layers; ++l) {
+  if (state.layers_done > 0) progress.update(state.layers_done, "resumed from the checkpoint");
+  for (int l = state.layers_done; l < c.n_layers; ++l) {
     DecoderLayer layer = reader.layer(l);
     std::optional<DecoderLayer> float_layer;  // the float model's copy, when its stream is tracked
     if (options.tracks_float_model()) float_layer = reader.layer(l);
@@ -343,12 +357,9 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
         const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
         auto [packed, report] = quantize_linear(*method, options, prefix + projection.name, dense, stats[projection.input],
                                                 drifts[projection.input], validation_drifts[projection.input]);
-        const int m = report.out_features, n = report.in_features;
-        total_bits += report.bits_per_weight * m * n;
-        total_weights += static_cast<double>(m) * n;
         write_packed(writer, report.name, *packed);
         slot = std::move(packed);
-        summary.linears.push_back(report);
+        state.linears.push_back(report);
       }
     };
     for (std::size_t i = 0; i < stages.size(); ++i) quantize_stage(stages[i], i + 1 == stages.size());
@@ -360,14 +371,18 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
     // Pass 2: the next layer sees what the quantized layer produces.
     run_windows(layer, /*float_layer=*/nullptr, l, /*in_place=*/true, /*float_in_place=*/false);
     double layer_error = 0;
-    for (std::size_t i = summary.linears.size() - std::size(kProjections); i < summary.linears.size(); ++i)
-      layer_error += summary.linears[i].error / std::size(kProjections);
+    for (std::size_t i = state.linears.size() - std::size(kProjections); i < state.linears.size(); ++i)
+      layer_error += state.linears[i].error / std::size(kProjections);
     std::string drift_note;
     if (float_layer) {
-      summary.stream_drift.push_back(stream_drift(hidden, float_hidden, c.dim * tokens_per_window, options.nsamples));
-      drift_note = fmt::format(", stream drift {:.5f}", summary.stream_drift.back().train);
+      state.stream_drift.push_back(stream_drift(hidden, float_hidden, c.dim * tokens_per_window, options.nsamples));
+      drift_note = fmt::format(", stream drift {:.5f}", state.stream_drift.back().train);
     }
-    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}{}", l, layer_error, drift_note));
+    state.layers_done = l + 1;
+    const auto checkpoint_start = std::chrono::steady_clock::now();
+    const auto checkpoint_bytes = write_checkpoint(temp, identity, state, writer.state());
+    progress.update(l + 1, fmt::format("layer {} mean H-error {:.5f}{}, checkpoint {:.1f} MB in {:.2f} s", l, layer_error,
+                                       drift_note, checkpoint_bytes / 1e6, seconds_since(checkpoint_start)));
   }
 
   writer.add_floats("model.norm.weight", reader.dtype_of("model.norm.weight"), {c.dim}, reader.final_norm());
@@ -376,6 +391,13 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                       dynamic_cast<const DenseLinear&>(*head).weights());
   writer.finish({{"format", "pt"}, {"quantized_by", "fbquant"}});
 
+  summary.linears = std::move(state.linears);
+  summary.stream_drift = std::move(state.stream_drift);
+  double total_bits = 0, total_weights = 0;
+  for (const auto& r : summary.linears) {
+    total_bits += r.bits_per_weight * r.out_features * r.in_features;
+    total_weights += static_cast<double>(r.out_features) * r.in_features;
+  }
   summary.seconds = seconds_since(start);
   summary.bits_per_weight = total_bits / total_weights;
   summary.peak_rss_kib = peak_rss_kib();
@@ -401,8 +423,8 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
                  {"bos_token_id", c.bos_id},
                  {"eos_token_id", c.eos_id},
                  {"quantization_config", quantization}};
-  std::ofstream(temp / "config.json") << config.dump(2) << "\n";
-  copy_tokenizer_files(*tokenizer_path, temp);
+  write_file_atomically(temp / "config.json", config.dump(2) + "\n");
+  copy_tokenizer_files(tokenizer_path, temp);
 
   json layers = json::array();
   for (const auto& r : summary.linears) {
@@ -420,29 +442,62 @@ QuantizeSummary quantize_model(const QuantizeOptions& options) {
   json drift = json::array();
   for (const auto& d : summary.stream_drift)
     drift.push_back(d.validation ? json{{"train", d.train}, {"validation", *d.validation}} : json{{"train", d.train}});
-  json report = {
-      {"method", options.method},
-      {"options",
-       {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
-        {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
-        {"scaled_svd", mo.scaled_svd}, {"branch_bits", mo.branch_bits}, {"params", mo.params},
-        {"float_target", options.float_target}, {"report_float_error", options.report_float_error},
-        {"true_sequential", options.true_sequential},
-        {"seed", options.seed}}},
-      {"calibration",
-       {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},
-        {"validation_samples", options.validation_samples}, {"seqlen", options.seqlen}, {"seed", options.seed}}},
-      {"source_model", options.model.filename().string()},
-      {"bits_per_weight", summary.bits_per_weight},
-      {"layers", layers}};
+  json report = recorded_settings(options);
+  report["bits_per_weight"] = summary.bits_per_weight;
+  report["layers"] = layers;
   if (!summary.stream_drift.empty()) report["stream_drift"] = drift;
   // Timings and memory vary run to run; they go to stdout/--json, not into the (reproducible) directory.
-  std::ofstream(temp / "quant_report.json") << report.dump(2) << "\n";
+  write_file_atomically(temp / "quant_report.json", report.dump(2) + "\n");
 
+  remove_checkpoint(temp, writer.data_path());
+  kill_point("finish", c.n_layers);
   if (std::filesystem::exists(options.output)) std::filesystem::remove_all(options.output);
   std::filesystem::rename(temp, options.output);
-  guard.keep = true;
   return summary;
+}
+
+}  // namespace
+
+QuantizeSummary quantize_model(const QuantizeOptions& options) {
+  validate_quantize_options(options);
+  const CheckpointReader reader(options.model);
+  const auto tokenizer_path = options.tokenizer ? options.tokenizer : reader.default_tokenizer();
+  if (!tokenizer_path) fail("{}: no tokenizer found beside the model; pass --tokenizer FILE", options.model.string());
+  const auto tokenizer = load_tokenizer(*tokenizer_path, reader.config().vocab_size);
+  // Validation windows are the last ones drawn, so adding them leaves the training windows unchanged.
+  const auto windows = sample_calibration_windows(*tokenizer, options.calibration_text,
+                                                  options.nsamples + options.validation_samples, options.seqlen,
+                                                  options.seed);
+  const auto temp = partial_output(options.output);
+  const auto identity = run_identity(options, windows);
+  const auto safetensors = temp / "model.safetensors";
+  // A checkpoint that does not match (or does not read) is refused here, before anything in `temp` changes.
+  std::optional<Checkpoint> resumed;
+  if (options.resume && has_checkpoint(temp)) resumed = read_checkpoint(temp, identity);
+  std::optional<SafetensorsWriter> writer;
+  PipelineState state;
+  if (resumed) {
+    writer.emplace(safetensors, resumed->writer_state);
+    state = std::move(resumed->state);
+  } else {
+    std::filesystem::remove_all(temp);
+    std::filesystem::create_directories(temp);
+  }
+  try {
+    if (!resumed) {
+      writer.emplace(safetensors);
+      start_fresh(options, reader, windows, *writer, state);
+    }
+    return quantize_into(options, reader, *tokenizer_path, windows, temp, identity, *writer, state);
+  } catch (const std::exception& e) {
+    // No directory that looks complete is left behind, and a checkpoint is kept only to be resumed.
+    std::error_code ignored;
+    if (!has_checkpoint(temp)) {
+      std::filesystem::remove_all(temp, ignored);
+      throw;
+    }
+    fail("{} (the finished layers are kept in {}: rerun with --resume to continue)", e.what(), temp.string());
+  }
 }
 
 }  // namespace fbq

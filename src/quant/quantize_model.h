@@ -36,6 +36,9 @@ struct QuantizeOptions {
   bool true_sequential = false;
   std::uint64_t seed = 0;
   bool overwrite = false;
+  // Continue a stopped run from the checkpoint in its temporary directory (partial_output()), which must have
+  // been made with the same options and model; without one, start from the first layer.
+  bool resume = false;
   bool progress = true;
 };
 
@@ -69,6 +72,10 @@ struct QuantizeSummary {
   double bits_per_weight = 0;  // over all quantized linears
   long peak_rss_kib = 0;
 };
+
+// Where a run writing `output` builds it (and keeps its checkpoint) until it is complete: a hidden sibling
+// `.NAME.partial`, the same for every run, so that --resume finds it.
+std::filesystem::path partial_output(const std::filesystem::path& output);
 
 // Checks every option against the model before any work (bits/group/rank vs. every linear's shape, the
 // output location is writable and free). Throws fbq::Error with one readable line.
