@@ -4,11 +4,13 @@
 #include <fmt/core.h>
 
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "model/model.h"
 #include "model/transformer.h"
 #include "quant/block/block_forward_backward.h"
+#include "quant/block/learnable_clipping.h"
 #include "test_support.h"
 
 namespace fbq {
@@ -45,19 +47,19 @@ struct OracleBlock {
   }
 };
 
-// The oracle's output directory (run once per test binary: importing torch takes seconds), or null when
-// PyTorch is missing.
-const test::TempDir* oracle_output() {
-  static const auto dir = [] {
-    if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) return std::unique_ptr<test::TempDir>();
-    auto out = std::make_unique<test::TempDir>();
-    const auto script = test::source_dir() / "tests" / "oracle" / "block_grad_oracle.py";
-    const int status =
-        std::system(fmt::format("/usr/bin/python3 '{}' '{}' >/dev/null", script.string(), out->path().string()).c_str());
-    EXPECT_EQ(status, 0);
-    return out;
-  }();
-  return dir.get();
+// Runs tests/oracle/SCRIPT into a fresh directory once per test binary (importing torch takes seconds) and
+// returns it, or null when PyTorch is missing.
+const test::TempDir* oracle_output(const std::string& script) {
+  static std::map<std::string, std::unique_ptr<test::TempDir>> outputs;
+  if (auto found = outputs.find(script); found != outputs.end()) return found->second.get();
+  auto& out = outputs[script];
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return nullptr;
+  out = std::make_unique<test::TempDir>();
+  const auto path = test::source_dir() / "tests" / "oracle" / script;
+  const int status =
+      std::system(fmt::format("/usr/bin/python3 '{}' '{}' >/dev/null", path.string(), out->path().string()).c_str());
+  EXPECT_EQ(status, 0) << script;
+  return out.get();
 }
 
 double max_abs_difference(const std::vector<double>& expected, const std::vector<double>& actual, double& scale) {
@@ -74,7 +76,7 @@ double max_abs_difference(const std::vector<double>& expected, const std::vector
 // Every gradient within `tolerance` of autograd's, relative to the largest entry of that gradient.
 template <typename Real>
 void expect_gradients_match(double tolerance) {
-  const auto* output = oracle_output();
+  const auto* output = oracle_output("block_grad_oracle.py");
   if (!output) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
   const OracleBlock oracle{.dir = output->path()};
   const auto weights = oracle.weights<Real>();
@@ -122,6 +124,29 @@ TEST(BlockBackward, GradientsAccumulateAcrossWindows) {
   for (int i = 0; i < kBlockLinearCount; ++i)
     for (std::size_t j = 0; j < both.linears[i].size(); ++j)
       EXPECT_NEAR(both.linears[i][j], first.linears[i][j] + second.linears[i][j], 1e-12);
+}
+
+// LWC's straight-through gradients w.r.t. the clipping logits, against autograd (float32, the same rounding
+// of the scale up to f16): the quantized weights agree, and so do the gradients up to float32 rounding.
+TEST(LearnableClipping, MatchesPyTorchStraightThrough) {
+  const auto* output = oracle_output("lwc_grad_oracle.py");
+  if (!output) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
+  const auto load = [&](const std::string& name) { return test::read_npy<float>(output->path() / (name + ".npy"), "<f4").values; };
+  const auto weights = load("w"), grad = load("grad"), expected_w = load("w_hat");
+  const ClippingLogits logits{load("high"), load("low")};
+  QuantizedMatrix quantized{6, 64, {3, 16}, {}, {}};
+  quantize_clipped(weights, logits, quantized);
+  const auto dequantized = quantized.dequantize();
+  for (std::size_t i = 0; i < dequantized.size(); ++i) EXPECT_FLOAT_EQ(dequantized[i], expected_w[i]) << i;
+  const auto grads = clipping_gradients(weights, logits, quantized, grad);
+  const auto check = [](const std::string& name, const std::vector<float>& want, const std::vector<float>& got) {
+    double scale = 0;
+    const double worst = max_abs_difference({want.begin(), want.end()}, {got.begin(), got.end()}, scale);
+    EXPECT_GT(scale, 0.0) << name;
+    EXPECT_LE(worst, 1e-4 * scale) << name << ": max |Δ| " << worst << " of max |grad| " << scale;
+  };
+  check("high", load("grad_high"), grads.high);
+  check("low", load("grad_low"), grads.low);
 }
 
 // The block's float forward is the runtime's decoder layer (layer 0 of the bundled model, 64 tokens).

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "quant/adam.h"
+#include "quant/block/learnable_clipping.h"
 #include "quant/fbquant.h"
 #include "util/error.h"
 
@@ -104,62 +105,28 @@ class BranchLinear final : public TrainableLinear {
   std::unique_ptr<Adam> adam_a_, adam_b_;
 };
 
-// OmniQuant's learnable weight clipping: per group, logits γ (max side) and β (min side); the group is
-// quantized on [σ(β)·min, σ(γ)·max] (scale rounded up to f16, as every scale is stored).
+// OmniQuant's learnable weight clipping (quant/block/learnable_clipping.h), no branch.
 class ClippedLinear final : public TrainableLinear {
  public:
   static constexpr float kInitialLogit = 4.0f;  // σ(4) ≈ 0.982, OmniQuant's initialisation
 
   explicit ClippedLinear(BlockLinearStart start)
       : w_(std::move(start.weights)), current_(std::move(start.layer.weights)),
-        high_logits_(current_.params.size(), kInitialLogit), low_logits_(current_.params.size(), kInitialLogit),
-        adam_high_(high_logits_.size()), adam_low_(low_logits_.size()) {
+        logits_{std::vector<float>(current_.params.size(), kInitialLogit),
+                std::vector<float>(current_.params.size(), kInitialLogit)},
+        adam_high_(logits_.high.size()), adam_low_(logits_.low.size()) {
     if (start.layer.rank > 0) fail("lwc: the layer-wise result has a branch (use --method rtn without --rank)");
   }
 
   void materialize(bool, std::vector<float>& effective) override {
-    const int m = current_.rows, n = current_.cols, g = current_.spec.group_size;
-#pragma omp parallel for schedule(static)
-    for (int row = 0; row < m; ++row)
-      for (int c = 0; c < n; c += g) {
-        const std::size_t group = static_cast<std::size_t>(row) * (n / g) + c / g;
-        const float* values = &w_[static_cast<std::size_t>(row) * n + c];
-        quantize_group_into(current_, row, c, values, g,
-                            fit_group_clipped(values, g, current_.spec.bits, sigmoid(low_logits_[group]),
-                                              sigmoid(high_logits_[group])));
-      }
+    quantize_clipped(w_, logits_, current_);
     current_.dequantize_into(effective);
   }
 
-  // Straight-through round(): unclamped, ŵ = s·round(w/s) so ∂ŵ/∂s = round(w/s) − w/s; clamped to code c,
-  // ŵ = s·(c − z) with z = round(−lo/s), so ∂ŵ/∂s = c − z − lo/s and ∂ŵ/∂lo = 1. Then s = (hi − lo)/L,
-  // hi = σ(γ)·max, lo = σ(β)·min.
   void step(const std::vector<float>& grad, double lr, int t) override {
-    const int m = current_.rows, n = current_.cols, g = current_.spec.group_size, levels = current_.spec.levels();
-    std::vector<float> grad_high(high_logits_.size()), grad_low(low_logits_.size());
-#pragma omp parallel for schedule(static)
-    for (int row = 0; row < m; ++row)
-      for (int c = 0; c < n; c += g) {
-        const std::size_t group = static_cast<std::size_t>(row) * (n / g) + c / g, offset = static_cast<std::size_t>(row) * n + c;
-        const auto [lo_range, hi_range] = group_range(&w_[offset], g);
-        const float sig_high = sigmoid(high_logits_[group]), sig_low = sigmoid(low_logits_[group]);
-        const float lo = sig_low * lo_range;
-        const auto& params = current_.params[group];
-        double d_scale = 0, d_low = 0;
-        for (int j = 0; j < g; ++j) {
-          const int code = current_.codes[offset + j];
-          const double u = w_[offset + j] / params.scale;
-          const bool clamped = std::nearbyint(u) + params.zero != code;
-          const double ds = clamped ? code - params.zero - lo / params.scale : std::nearbyint(u) - u;
-          d_scale += grad[offset + j] * ds;
-          if (clamped) d_low += grad[offset + j];
-        }
-        // s = (hi − lo)/L: ∂s/∂hi = 1/L, ∂s/∂lo = −1/L.
-        grad_high[group] = static_cast<float>(d_scale / levels * sig_high * (1 - sig_high) * hi_range);
-        grad_low[group] = static_cast<float>((d_low - d_scale / levels) * sig_low * (1 - sig_low) * lo_range);
-      }
-    adam_high_.step(high_logits_, grad_high, lr, t);
-    adam_low_.step(low_logits_, grad_low, lr, t);
+    const auto grads = clipping_gradients(w_, logits_, current_, grad);
+    adam_high_.step(logits_.high, grads.high, lr, t);
+    adam_low_.step(logits_.low, grads.low, lr, t);
   }
 
   QuantizedLayer snapshot() const override {
@@ -169,17 +136,9 @@ class ClippedLinear final : public TrainableLinear {
   }
 
  private:
-  static float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-  // [min, max] of a group, widened to contain 0 (as fit_group does).
-  static std::pair<float, float> group_range(const float* values, int count) {
-    float low = 0.0f, high = 0.0f;
-    for (int i = 0; i < count; ++i) low = std::min(low, values[i]), high = std::max(high, values[i]);
-    return {low, high};
-  }
-
   std::vector<float> w_;
   QuantizedMatrix current_;
-  std::vector<float> high_logits_, low_logits_;
+  ClippingLogits logits_;
   Adam adam_high_, adam_low_;
 };
 
