@@ -576,6 +576,30 @@ int main(int argc, char** argv) {
   quantize->add_flag("--clip-search", quant.method_options.clip_search, "RTN/AWQ/LQER: per-group clip ratio search");
   quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
                               "LQER: plain SVD instead of activation-scaled (L2QER)");
+  quantize->add_option("--reconstruct", quant.reconstruct,
+                       "layer (layer-wise only) or block: then Adam trains each decoder block's quantized linears "
+                       "through the whole block against the float model's output, starting from the layer-wise "
+                       "result (fbquant: its branch; rtn/gptq: a branch beside them from --rank/--branch-bits, or "
+                       "with --lwc the clipping); the kept iterate is the best on --val-samples windows")
+      ->capture_default_str();
+  std::string block_input = "quantized";
+  quantize->add_option("--block-input", block_input,
+                       "block training input: quantized (the quantized model's own stream) or float (the float model's)")
+      ->capture_default_str();
+  quantize->add_option("--block-steps", quant.block.steps, "block training: Adam steps per block")->capture_default_str();
+  quantize->add_option("--block-lr", quant.block.lr, "block training: learning rate (cosine to 0)")->capture_default_str();
+  quantize->add_option("--block-batch", quant.block.batch, "block training: calibration windows per step")
+      ->capture_default_str();
+  quantize->add_option("--block-eval-every", quant.block.eval_every,
+                       "block training: steps between held-out evaluations (kept-iterate candidates)")
+      ->capture_default_str();
+  quantize->add_option("--block-refresh-every", quant.block.refresh_every,
+                       "block training, GPTQ inside: re-run GPTQ on W - B·A every k steps (RTN is refitted every step)")
+      ->capture_default_str();
+  quantize->add_flag("--block-norms", quant.block.train_norms, "block training: also train both RMSNorm weights");
+  quantize->add_flag("--lwc", quant.block.lwc,
+                     "with --reconstruct block and --method rtn: learnable weight clipping (OmniQuant LWC) per group "
+                     "instead of a branch");
   quantize->add_flag("--overwrite", quant.overwrite, "replace an existing output directory");
   quantize->add_flag("--resume", quant.resume,
                      "continue a stopped run from its checkpoint (.OUT.partial), made with the same options and model");
@@ -701,6 +725,9 @@ int main(int argc, char** argv) {
       quant.method_options.seed = quant.seed;
       parse_method_settings(method_settings, quant.method_options);
       quant.progress = !quant_quiet;
+      if (block_input != "quantized" && block_input != "float")
+        fbq::fail("--block-input must be quantized or float (got '{}')", block_input);
+      quant.block_float_input = block_input == "float";
       preset.apply(quant);
       if (preset.applies()) verdict.preset = preset.name;
       if (!verdict.skip_eval && !std::filesystem::is_regular_file(verdict.eval_text))

@@ -11,8 +11,10 @@
 #            on two other calibration seeds (how much PPL moves with the calibration sample alone).
 #   drift:   the same models as paired (quantized only, not scored), with the residual stream's drift from the
 #            float model after every layer beside the per-linear error: which of the two follows PPL.
+#   block:   FBQuant trained through the whole decoder block (--reconstruct block) at W3/W2 g128 with a 0.25-bit
+#            branch, beside GPTQ g128/g64, LWC (learnable clipping, no branch) and layer-wise FBQuant, paired vs GPTQ.
 # Calibration: train.txt, 64 training + 32 held-out windows × 256 tokens, seed 0; PPL on whole test files.
-# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift]
+# Usage: scripts/fbquant_study.sh [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift] [block]
 #   (default: all parts; ~4.5 h on 2 cores)
 #   --quick: 8+4 calibration windows and 20 PPL windows (smoke run); --resume: keep rows already measured.
 resume=0 quick=0 parts=()
@@ -20,13 +22,13 @@ for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --resume) resume=1 ;;
-    tuning|paired|drift) parts+=("$arg") ;;
+    tuning|paired|drift|block) parts+=("$arg") ;;
     budgets) parts+=(budgets-w3 budgets-w2 budgets-w4) ;;
     budgets-w[234]) parts+=("$arg") ;;
-    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--resume] [tuning] [budgets | budgets-w3 | budgets-w2 | budgets-w4] [paired] [drift] [block]" >&2; exit 2 ;;
   esac
 done
-((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4 paired drift)
+((${#parts[@]})) || parts=(tuning budgets-w3 budgets-w2 budgets-w4 paired drift block)
 if ((quick)); then export NSAMPLES=8 VAL=4 WINDOWS=20; else export NSAMPLES=64 VAL=32 WINDOWS=0; fi
 source "$(dirname "$0")/lib/results.sh"
 fb=(--method fbquant)
@@ -76,6 +78,18 @@ for part in "${parts[@]}"; do
       row paired "GPTQ, true sequential, float target" $bits 128 "sotu moby" --method gptq --true-sequential --float-target
       row paired "FBQuant gptq inside, 0.25-bit branch, true sequential, float target" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 -O steps=300 --true-sequential --float-target
       render fbquant-paired
+    done
+  elif [ "$part" = block ]; then
+    blk=(--reconstruct block --block-steps 60 --block-batch 4 --block-lr 1e-3)
+    for bits in 3 2; do
+      row block "GPTQ" $bits 128 "sotu moby" --method gptq
+      row block "GPTQ g64" $bits 64 "sotu moby" --method gptq
+      row block "LWC (RTN + learnable clipping, block-trained, no branch)" $bits 128 "sotu moby" --method rtn --lwc "${blk[@]}"
+      row block "FBQuant gptq inside, 0.25-bit branch, layer-wise" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25
+      row block "FBQuant gptq inside, 0.25-bit branch, block-trained" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 "${blk[@]}"
+      row block "FBQuant gptq inside, 0.25-bit branch, block-trained + norms" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 "${blk[@]}" --block-norms
+      [ $bits = 3 ] && row block "FBQuant gptq inside, 0.25-bit branch, block-trained, float input" $bits 128 "sotu moby" "${fb[@]}" --branch-bits 0.25 "${blk[@]}" --block-input float
+      render fbquant-block
     done
   elif [ "$part" = drift ]; then
     f=(--report-float-error)

@@ -21,7 +21,8 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            "kernels": "scripts/bench.sh", "zeroshot": "scripts/zeroshot.sh",
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh",
            "tokenizer-speed": "scripts/tokenizer_speed.sh",
-           "plots": "scripts/plots.sh", "presets": "scripts/presets.sh"}
+           "plots": "scripts/plots.sh", "presets": "scripts/presets.sh",
+           "fbquant-block": "scripts/fbquant_study.sh block"}
 
 
 def summarize(path):
@@ -39,6 +40,10 @@ def summarize(path):
     bounds = [layer["max_error_over_half_step"] for layer in layers if "max_error_over_half_step" in layer]
     if bounds:
         out["max_error_over_half_step"] = max(bounds)
+    blocks = json.load(open(path)).get("blocks")
+    if blocks:  # --reconstruct block: block losses (relative, held-out) and seconds, mean over the blocks
+        for key in ("loss_init", "loss_best", "val_loss_init", "val_loss_best", "seconds"):
+            out["block_" + key] = sum(b[key] for b in blocks) / len(blocks)
     return out
 
 
@@ -231,6 +236,33 @@ def fbquant_drift(rows):
     return out
 
 
+def fbquant_block(rows):
+    out = ["## FBQuant trained through the whole decoder block (W3 and W2, g128)", "", generated_by("fbquant-block"), "",
+           calibration_line(rows),
+           "`block-trained` (`fbq quantize --reconstruct block`): the layer-wise result initialises; then, block by "
+           "block, Adam trains the branch factors A, B of the seven linears (W_F = Q(W − B·A) + B·A, GPTQ inside "
+           "re-run every 10 steps) on ‖block_q(x) − block_float(x̄)‖²/‖block_float(x̄)‖², x the quantized model's "
+           "stream (`float input`: x̄, the float model's), kept iterate by the held-out windows. `+ norms`: the RMSNorm "
+           "weights trained too. LWC: RTN with OmniQuant's learnable clipping per group trained the same way, no "
+           "branch. Block loss: mean over the blocks of that relative loss on the held-out windows, layer-wise start → "
+           "kept iterate. s/block: the block training's seconds per decoder block (mean).",
+           PAIRED_NOTE.format("GPTQ (same bits, g128)")]
+    header = ["method", "bits/weight", "block loss (held-out)", "sotu-test PPL", "Δ vs GPTQ", "moby-test PPL",
+              "Δ vs GPTQ", "s/block", "quantize s"]
+
+    def cells(r, base):
+        rep = r["report"] or {}
+        loss = f'{rep["block_val_loss_init"]:.5f} → {rep["block_val_loss_best"]:.5f}' if "block_val_loss_init" in rep else "–"
+        return [r["label"], bpw(r), loss, ppl(r, "sotu"), paired(r, base, "sotu"), ppl(r, "moby"), paired(r, base, "moby"),
+                fmt(rep.get("block_seconds"), ".1f"), f'{r["quant"]["seconds"]:.0f}']
+    for bits in sorted({r["bits"] for r in rows}, reverse=True):
+        group = [r for r in rows if r["bits"] == bits]
+        base = next((r for r in group if r["label"] == "GPTQ"), None)
+        out += ["", f"### W{bits}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        out += ["| " + " | ".join(cells(r, base)) + " |" for r in group]
+    return out
+
+
 def kernels(rows):
     bw = rows[0]["bandwidth_gbps"]
     out = ["## Decode kernels: GB/s against the memory roofline", "", generated_by("kernels"), "",
@@ -299,7 +331,7 @@ def fbquant_cost(rows):
 
 
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
-             "fbquant-drift": fbquant_drift,
+             "fbquant-drift": fbquant_drift, "fbquant-block": fbquant_block,
              "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 

@@ -15,13 +15,17 @@ void QuantSpec::validate(int in_features) const {
 }
 
 GroupParams fit_group(const float* values, int count, int bits, float clip) {
+  return fit_group_clipped(values, count, bits, clip, clip);
+}
+
+GroupParams fit_group_clipped(const float* values, int count, int bits, float clip_low, float clip_high) {
   float low = 0.0f, high = 0.0f;  // the range always contains 0, so the zero point fits in b bits
   for (int i = 0; i < count; ++i) {
     low = std::min(low, values[i]);
     high = std::max(high, values[i]);
   }
-  low *= clip;
-  high *= clip;
+  low *= clip_low;
+  high *= clip_high;
   const int levels = (1 << bits) - 1;
   const float exact = (high - low) / static_cast<float>(levels);
   if (exact == 0.0f) return {1.0f, 0};  // an all-zero group: any scale reproduces it

@@ -28,6 +28,8 @@ struct GroupParams {
 
 // Scale/zero of one group's values (min/max, optionally shrunk by `clip` ∈ (0, 1] for clip search).
 GroupParams fit_group(const float* values, int count, int bits, float clip = 1.0f);
+// The same with the range's two ends shrunk separately: [clip_low·min, clip_high·max] (learnable clipping, LWC).
+GroupParams fit_group_clipped(const float* values, int count, int bits, float clip_low, float clip_high);
 
 inline int quantize_value(float w, const GroupParams& p, int levels) {
   const float q = __builtin_nearbyintf(w / p.scale) + static_cast<float>(p.zero);

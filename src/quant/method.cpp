@@ -109,6 +109,17 @@ double relative_h_error(const std::vector<float>& weights, const std::vector<flo
   return reference > 0.0 ? h_weighted_norm(error.data(), m, n, hessian) / reference : 0.0;
 }
 
+double max_error_over_half_step(const std::vector<float>& weights, const QuantizedLayer& layer) {
+  const auto effective = layer.effective_weights();
+  const int n = layer.weights.cols;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < effective.size(); ++i) {
+    const auto& params = layer.weights.group(static_cast<int>(i / n), static_cast<int>(i % n));
+    worst = std::max(worst, std::fabs(static_cast<double>(effective[i]) - weights[i]) / (0.5 * params.scale));
+  }
+  return worst;
+}
+
 void round_to_f16(std::vector<float>& values) {
   for (auto& value : values) value = half_to_float(float_to_half(value));
 }

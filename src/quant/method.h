@@ -96,6 +96,10 @@ double relative_h_error(const std::vector<float>& weights, const std::vector<flo
 // tr(M·H·Mᵀ) for an m × n matrix M.
 double h_weighted_norm(const float* matrix, int m, int n, const std::vector<double>& hessian);
 
+// max |W − W_F| / (s/2) over all weights of `layer` against the float `weights`: ≤ 1 with RTN inside the
+// feedback loop (the FBQuant bound), unbounded with GPTQ inside or quantize-then-compensate.
+double max_error_over_half_step(const std::vector<float>& weights, const QuantizedLayer& layer);
+
 // Rounds each value to the nearest float16 (branch factors are stored as f16).
 void round_to_f16(std::vector<float>& values);
 

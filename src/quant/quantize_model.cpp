@@ -123,9 +123,36 @@ void write_packed(SafetensorsWriter& writer, const std::string& name, const Pack
   }
 }
 
+// The report line of one quantized linear: its H-errors against `target` (W, or W̃ with --float-target),
+// and against the float model when the pipeline tracks it.
+LinearReport measure_linear(const std::string& name, const std::vector<float>& weights, const std::vector<float>& target,
+                            const QuantizedLayer& quantized, const PackedLinear& packed, const QuantSpec& spec,
+                            const LayerStats& input, const std::optional<InputDrift>& drift,
+                            const std::optional<InputDrift>& validation_drift) {
+  LinearReport report;
+  const int m = packed.out_features(), n = packed.in_features();
+  report.name = name;
+  report.out_features = m;
+  report.in_features = n;
+  const auto effective = quantized.effective_weights();
+  report.error = relative_h_error(target, effective, m, n, input.hessian);
+  report.error_rtn = relative_h_error(target, quantize_rtn(target.data(), m, n, spec).dequantize(), m, n, input.hessian);
+  if (!input.validation_hessian.empty())
+    report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
+  if (drift) report.error_float = float_output_error(weights, effective, m, n, input.hessian, *drift);
+  if (validation_drift)
+    report.error_float_validation = float_output_error(weights, effective, m, n, input.validation_hessian, *validation_drift);
+  report.bits_per_weight = packed.bits_per_weight();
+  report.note = quantized.note;
+  report.metrics = quantized.metrics;
+  report.curves = quantized.curves;
+  return report;
+}
+
 // One linear quantized by `method` against its input statistics, packed, and its report line. With
 // --float-target the method is handed W̃ (quant/float_target.h), so its H-errors are measured against W̃.
 struct QuantizedLinear {
+  QuantizedLayer layer;
   std::unique_ptr<PackedLinear> packed;
   LinearReport report;
 };
@@ -134,32 +161,23 @@ QuantizedLinear quantize_linear(const QuantMethod& method, const QuantizeOptions
                                 const DenseLinear& dense, const LayerStats& input, const std::optional<InputDrift>& drift,
                                 const std::optional<InputDrift>& validation_drift) {
   const int m = dense.out_features(), n = dense.in_features();
-  const auto& spec = options.method_options.spec;
   const auto start = std::chrono::steady_clock::now();
   const auto target =
       options.float_target ? float_target_weights(dense.weights(), m, n, input.hessian, *drift, options.method_options.damp)
                            : dense.weights();
-  const auto quantized = method.quantize(target, m, n, input, options.method_options);
-  QuantizedLinear out{std::make_unique<PackedLinear>(PackedLinear::from_layer(quantized)), {}};
-  auto& report = out.report;
-  report.name = name;
-  report.out_features = m;
-  report.in_features = n;
-  report.seconds = seconds_since(start);
-  const auto effective = quantized.effective_weights();
-  report.error = relative_h_error(target, effective, m, n, input.hessian);
-  report.error_rtn = relative_h_error(target, quantize_rtn(target.data(), m, n, spec).dequantize(), m, n, input.hessian);
-  if (!input.validation_hessian.empty())
-    report.error_validation = relative_h_error(target, effective, m, n, input.validation_hessian);
-  if (drift) report.error_float = float_output_error(dense.weights(), effective, m, n, input.hessian, *drift);
-  if (validation_drift)
-    report.error_float_validation =
-        float_output_error(dense.weights(), effective, m, n, input.validation_hessian, *validation_drift);
-  report.bits_per_weight = out.packed->bits_per_weight();
-  report.note = quantized.note;
-  report.metrics = quantized.metrics;
-  report.curves = quantized.curves;
+  QuantizedLinear out{method.quantize(target, m, n, input, options.method_options), nullptr, {}};
+  out.packed = std::make_unique<PackedLinear>(PackedLinear::from_layer(out.layer));
+  const double seconds = seconds_since(start);
+  out.report = measure_linear(name, dense.weights(), target, out.layer, *out.packed, options.method_options.spec, input,
+                              drift, validation_drift);
+  out.report.seconds = seconds;
   return out;
+}
+
+// The quantizer inside the block training's feedback loop: GPTQ for gptq and fbquant (unless inner=rtn).
+bool block_uses_gptq(const QuantizeOptions& options) {
+  return options.method == "gptq" ||
+         (options.method == "fbquant" && options.method_options.param_text("inner", "gptq") == "gptq");
 }
 
 // StreamDrift of the two streams (windows of `window_size` values; the first `train_windows` are training).
@@ -175,6 +193,20 @@ StreamDrift stream_drift(const std::vector<float>& hidden, const std::vector<flo
   StreamDrift drift{energy[0] > 0 ? error[0] / energy[0] : 0.0, std::nullopt};
   if (energy[1] > 0) drift.validation = error[1] / energy[1];
   return drift;
+}
+
+json blocks_json(const std::vector<BlockReport>& blocks) {
+  json out = json::array();
+  for (const auto& [layer, stats] : blocks)
+    out.push_back({{"layer", layer},
+                   {"loss_init", stats.train_loss_init},
+                   {"loss_best", stats.train_loss_best},
+                   {"val_loss_init", stats.val_loss_init},
+                   {"val_loss_best", stats.val_loss_best},
+                   {"best_step", stats.best_step},
+                   {"seconds", stats.seconds},
+                   {"curves", {{"step", stats.curve_steps}, {"val_loss", stats.curve_val_loss}}}});
+  return out;
 }
 
 // Only an earlier output (or an empty directory) is replaced by --overwrite, never a directory of other files.
@@ -201,6 +233,68 @@ void check_output_location(const QuantizeOptions& options) {
          partial_output(output).string());
 }
 
+// --reconstruct block on one layer: its linears (the layer-wise results in `quantized`, in kProjections order)
+// trained through the block on the calibration windows, the float layer giving each linear's W.
+BlockResult reconstruct_layer(const QuantizeOptions& options, const ModelConfig& config, int layer_index,
+                              const DecoderLayer& float_layer,
+                              const BlockWindows& windows, const std::array<LayerStats, kInputCount>& stats,
+                              std::array<QuantizedLayer, std::size(kProjections)>& quantized) {
+  std::array<BlockLinearStart, kBlockLinearCount> starts;
+  const auto& mo = options.method_options;
+  for (std::size_t i = 0; i < std::size(kProjections); ++i) {
+    const auto& dense = dynamic_cast<const DenseLinear&>(*(float_layer.*kProjections[i].member));
+    auto& start = starts[i];
+    start.weights = dense.weights();
+    start.layer = std::move(quantized[i]);
+    if (!options.block.lwc && block_uses_gptq(options))
+      start.gptq = gptq_prepare(stats[kProjections[i].input].hessian, dense.in_features(),
+                                {mo.damp, mo.block_size, mo.act_order});
+    start.rank = options.block.lwc ? 0 : mo.branch_rank(dense.out_features(), dense.in_features());
+  }
+  auto block = options.block;
+  block.seed = options.seed * 1000003 + layer_index;  // fixed by --seed, different in every block
+  return reconstruct_block(BlockShape::of(config), std::move(starts), float_layer.attn_norm, float_layer.ffn_norm,
+                           windows, block);
+}
+
+// A linear's report line after the block training: errors of the trained layer, the layer-wise line's time,
+// note, metrics and curves kept (its H-error as h_error_layerwise), and the feedback bound of the result.
+LinearReport remeasure_after_block(const LinearReport& layerwise, const std::vector<float>& weights,
+                                   const QuantizedLayer& layer, const PackedLinear& packed, const QuantizeOptions& options,
+                                   const LayerStats& input, const std::optional<InputDrift>& drift,
+                                   const std::optional<InputDrift>& validation_drift) {
+  auto report = measure_linear(layerwise.name, weights, weights, layer, packed, options.method_options.spec, input, drift,
+                               validation_drift);
+  report.seconds = layerwise.seconds;
+  report.note = layerwise.note;
+  report.metrics = layerwise.metrics;
+  report.curves = layerwise.curves;
+  report.metrics.emplace_back("h_error_layerwise", layerwise.error);
+  report.metrics.emplace_back("block_max_error_over_half_step", max_error_over_half_step(weights, layer));
+  return report;
+}
+
+// --reconstruct block trains the branch of fbquant, or one added beside rtn/gptq (--rank/--branch-bits), or
+// with --lwc the clipping of rtn without a branch.
+void validate_reconstruction(const QuantizeOptions& options, bool has_branch) {
+  if (options.reconstruct != "layer" && options.reconstruct != "block")
+    fail("--reconstruct must be layer or block (got '{}')", options.reconstruct);
+  if (!options.reconstructs_blocks()) {
+    if (options.block.lwc) fail("--lwc needs --reconstruct block");
+    if (options.block_float_input) fail("--block-input float needs --reconstruct block");
+    return;
+  }
+  options.block.validate();
+  const auto& method = options.method;
+  if (method != "fbquant" && method != "rtn" && method != "gptq")
+    fail("--reconstruct block works with fbquant, rtn or gptq (got '{}')", method);
+  if (options.float_target) fail("--reconstruct block already aims at the float model; drop --float-target");
+  if (options.block.lwc && (method != "rtn" || has_branch))
+    fail("--lwc trains the clipping of --method rtn without a branch (drop --rank/--branch-bits)");
+  if (!options.block.lwc && !has_branch)
+    fail("--reconstruct block trains a branch: give --rank R or --branch-bits X (or --lwc for clipping only)");
+}
+
 }  // namespace
 
 std::filesystem::path partial_output(const std::filesystem::path& output) {
@@ -218,7 +312,9 @@ void validate_quantize_options(const QuantizeOptions& options) {
   if (mo.rank < 0) fail("--rank must be >= 0 (got {})", mo.rank);
   if (mo.branch_bits < 0) fail("--branch-bits must be >= 0 (got {})", mo.branch_bits);
   const bool has_branch = mo.rank > 0 || mo.branch_bits > 0;
-  if (has_branch && !method->uses_rank())
+  validate_reconstruction(options, has_branch);
+  const bool block_trains_branch = options.reconstructs_blocks() && !options.block.lwc;
+  if (has_branch && !method->uses_rank() && !block_trains_branch)
     fail("method '{}' has no low-rank branch; drop --rank/--branch-bits", options.method);
   if (method->uses_rank() && !has_branch) fail("method '{}' needs --rank R or --branch-bits X", options.method);
   const std::pair<int, int> shapes[] = {{c.q_dim(), c.dim}, {c.kv_dim(), c.dim}, {c.dim, c.q_dim()},
@@ -319,6 +415,12 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
     std::optional<DecoderLayer> float_layer;  // the float model's copy, when its stream is tracked
     if (options.tracks_float_model()) float_layer = reader.layer(l);
     const auto prefix = fmt::format("model.layers.{}.", l);
+    // The block training's input when it is the float model's stream (the capture advances that stream).
+    const std::vector<float> float_input =
+        options.reconstructs_blocks() && options.block_float_input ? float_hidden : std::vector<float>();
+    std::array<LayerStats, kInputCount> stats;
+    std::array<std::optional<InputDrift>, kInputCount> drifts, validation_drifts;
+    std::array<QuantizedLayer, std::size(kProjections)> quantized;
 
     // One capturing pass per stage, then the stage's projections are quantized and packed in place.
     const auto quantize_stage = [&](const std::vector<Input>& stage, bool last_stage) {
@@ -338,8 +440,6 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
         }
       run_windows(layer, float_layer ? &*float_layer : nullptr, l, /*in_place=*/false, /*float_in_place=*/last_stage);
       for (auto& [slot, original] : originals) *slot = std::move(original);
-      std::array<LayerStats, kInputCount> stats;
-      std::array<std::optional<InputDrift>, kInputCount> drifts, validation_drifts;
       for (const Input input : stage) {
         auto& capture = *captures[input];
         stats[input] = capture.train.finish();
@@ -351,22 +451,50 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
       }
 
       // Quantize the stage's linears against their input statistics.
-      for (const auto& projection : kProjections) {
+      for (std::size_t i = 0; i < std::size(kProjections); ++i) {
+        const auto& projection = kProjections[i];
         if (!std::ranges::count(stage, projection.input)) continue;
         auto& slot = layer.*projection.member;
         const auto& dense = dynamic_cast<const DenseLinear&>(*slot);
-        auto [packed, report] = quantize_linear(*method, options, prefix + projection.name, dense, stats[projection.input],
-                                                drifts[projection.input], validation_drifts[projection.input]);
-        write_packed(writer, report.name, *packed);
-        slot = std::move(packed);
-        state.linears.push_back(report);
+        auto result = quantize_linear(*method, options, prefix + projection.name, dense, stats[projection.input],
+                                      drifts[projection.input], validation_drifts[projection.input]);
+        quantized[i] = std::move(result.layer);
+        slot = std::move(result.packed);
+        state.linears.push_back(std::move(result.report));
       }
     };
     for (std::size_t i = 0; i < stages.size(); ++i) quantize_stage(stages[i], i + 1 == stages.size());
-    writer.add_floats(prefix + "input_layernorm.weight", reader.dtype_of(prefix + "input_layernorm.weight"), {c.dim},
+
+    bool norms_trained = false;
+    if (options.reconstructs_blocks()) {
+      const BlockWindows block_windows{options.block_float_input ? float_input.data() : hidden.data(),
+                                       float_hidden.data(), static_cast<int>(windows.size()), options.nsamples,
+                                       options.seqlen};
+      auto result = reconstruct_layer(options, c, l, *float_layer, block_windows, stats, quantized);
+      for (std::size_t i = 0; i < std::size(kProjections); ++i) {
+        const auto& projection = kProjections[i];
+        auto& report = state.linears[state.linears.size() - std::size(kProjections) + i];
+        const auto& weights = dynamic_cast<const DenseLinear&>(*((*float_layer).*projection.member)).weights();
+        layer.*projection.member = std::make_unique<PackedLinear>(PackedLinear::from_layer(result.layers[i]));
+        report = remeasure_after_block(report, weights, result.layers[i],
+                                       dynamic_cast<const PackedLinear&>(*(layer.*projection.member)), options,
+                                       stats[projection.input], drifts[projection.input],
+                                       validation_drifts[projection.input]);
+      }
+      norms_trained = options.block.train_norms;
+      if (norms_trained) layer.attn_norm = std::move(result.attn_norm), layer.ffn_norm = std::move(result.ffn_norm);
+      summary.blocks.push_back({l, std::move(result.stats)});
+    }
+    for (std::size_t i = 0; i < std::size(kProjections); ++i) {
+      const auto& report = state.linears[state.linears.size() - std::size(kProjections) + i];
+      write_packed(writer, report.name, dynamic_cast<const PackedLinear&>(*(layer.*kProjections[i].member)));
+    }
+    // Trained norm weights are stored in f32: rounding them to the checkpoint's bf16 would undo the training.
+    const auto norm_dtype = [&](const std::string& name) { return norms_trained ? DType::F32 : reader.dtype_of(name); };
+    writer.add_floats(prefix + "input_layernorm.weight", norm_dtype(prefix + "input_layernorm.weight"), {c.dim},
                       layer.attn_norm);
-    writer.add_floats(prefix + "post_attention_layernorm.weight",
-                      reader.dtype_of(prefix + "post_attention_layernorm.weight"), {c.dim}, layer.ffn_norm);
+    writer.add_floats(prefix + "post_attention_layernorm.weight", norm_dtype(prefix + "post_attention_layernorm.weight"),
+                      {c.dim}, layer.ffn_norm);
 
     // Pass 2: the next layer sees what the quantized layer produces.
     run_windows(layer, /*float_layer=*/nullptr, l, /*in_place=*/true, /*float_in_place=*/false);
@@ -377,6 +505,10 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
     if (float_layer) {
       state.stream_drift.push_back(stream_drift(hidden, float_hidden, c.dim * tokens_per_window, options.nsamples));
       drift_note = fmt::format(", stream drift {:.5f}", state.stream_drift.back().train);
+    }
+    if (options.reconstructs_blocks()) {
+      const auto& b = summary.blocks.back().stats;
+      drift_note += fmt::format(", block loss {:.5f}→{:.5f} (held out) in {:.1f}s", b.val_loss_init, b.val_loss_best, b.seconds);
     }
     state.layers_done = l + 1;
     const auto checkpoint_start = std::chrono::steady_clock::now();
@@ -446,6 +578,14 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   report["bits_per_weight"] = summary.bits_per_weight;
   report["layers"] = layers;
   if (!summary.stream_drift.empty()) report["stream_drift"] = drift;
+  if (options.reconstructs_blocks()) {
+    const auto& b = options.block;
+    report["options"]["reconstruct"] = {{"mode", "block"}, {"input", options.block_float_input ? "float" : "quantized"},
+                                        {"steps", b.steps}, {"lr", b.lr}, {"batch", b.batch},
+                                        {"eval_every", b.eval_every}, {"refresh_every", b.refresh_every},
+                                        {"train_norms", b.train_norms}, {"lwc", b.lwc}};
+    report["blocks"] = blocks_json(summary.blocks);
+  }
   // Timings and memory vary run to run; they go to stdout/--json, not into the (reproducible) directory.
   write_file_atomically(temp / "quant_report.json", report.dump(2) + "\n");
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/block/block_reconstruct.h"
 #include "quant/method.h"
 
 namespace fbq {
@@ -29,7 +30,14 @@ struct QuantizeOptions {
   // Run the float model's activations beside the quantized ones and report each linear's output error
   // against the float model (LinearReport::error_float).
   bool report_float_error = false;
-  bool tracks_float_model() const { return float_target || report_float_error; }
+  // "layer": the layer-wise pipeline only; "block": then train each decoder block's quantized linears through
+  // the whole block against the float model's output (quant/block/block_reconstruct.h).
+  std::string reconstruct = "layer";
+  // The block training's input: the float model's stream x̄ instead of the quantized model's own x.
+  bool block_float_input = false;
+  BlockTrainingOptions block;
+  bool reconstructs_blocks() const { return reconstruct == "block"; }
+  bool tracks_float_model() const { return float_target || report_float_error || reconstructs_blocks(); }
   // Quantize a layer's projections in order (q/k/v, o, gate/up, down), each group's input statistics taken
   // with the groups before it already quantized, as GPTQ's "true sequential" does; otherwise all four inputs
   // come from one pass of the float layer.
@@ -65,8 +73,15 @@ struct StreamDrift {
   std::optional<double> validation;
 };
 
+// One decoder block's training (--reconstruct block): relative block losses and time.
+struct BlockReport {
+  int layer = 0;
+  BlockTrainingStats stats;
+};
+
 struct QuantizeSummary {
   std::vector<LinearReport> linears;
+  std::vector<BlockReport> blocks;
   std::vector<StreamDrift> stream_drift;  // one per decoder layer, when the float model is tracked
   double seconds = 0;
   double bits_per_weight = 0;  // over all quantized linears

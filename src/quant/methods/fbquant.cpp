@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 
+#include "quant/adam.h"
 #include "quant/fbquant.h"
 #include "quant/gptq.h"
 #include "quant/low_rank.h"
@@ -79,24 +80,6 @@ double sampled_loss(const std::vector<float>& error, const std::vector<float>& h
     std::copy_n(&error[static_cast<std::size_t>(rows[k]) * n], n, &subset[k * n]);
   return reconstruction_loss(subset, hessian, static_cast<int>(rows.size()), n) * m / static_cast<double>(rows.size());
 }
-
-class Adam {
- public:
-  explicit Adam(std::size_t size) : first_(size, 0.0f), second_(size, 0.0f) {}
-  void step(std::vector<float>& params, const std::vector<float>& grads, double lr, int t) {
-    constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
-    const double correction1 = 1.0 - std::pow(kBeta1, t), correction2 = 1.0 - std::pow(kBeta2, t);
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      first_[i] = static_cast<float>(kBeta1 * first_[i] + (1 - kBeta1) * grads[i]);
-      second_[i] = static_cast<float>(kBeta2 * second_[i] + (1 - kBeta2) * grads[i] * grads[i]);
-      const double update = (first_[i] / correction1) / (std::sqrt(second_[i] / correction2) + kEps);
-      params[i] -= static_cast<float>(lr * update);
-    }
-  }
-
- private:
-  std::vector<float> first_, second_;
-};
 
 class FbquantMethod final : public QuantMethod {
  public:
@@ -204,7 +187,7 @@ class FbquantMethod final : public QuantMethod {
       }
       if (t == s.steps) break;
       const auto grads = branch_gradients(error, hessian, a16, b16, m, n, r);
-      const double lr = s.cosine ? s.lr * 0.5 * (1.0 + std::cos(M_PI * t / s.steps)) : s.lr;
+      const double lr = s.cosine ? cosine_lr(s.lr, t, s.steps) : s.lr;
       adam_a.step(a, grads.grad_a, lr, t + 1);
       adam_b.step(b, grads.grad_b, lr, t + 1);
     }
@@ -231,18 +214,6 @@ class FbquantMethod final : public QuantMethod {
     return layer;
   }
 
- private:
-  // max |W − W_F| / (s/2) over all weights: ≤ 1 with RTN inside (the feedback bound), unbounded with GPTQ.
-  static double max_error_over_half_step(const std::vector<float>& weights, const QuantizedLayer& layer) {
-    const auto effective = layer.effective_weights();
-    const int n = layer.weights.cols;
-    double worst = 0.0;
-    for (std::size_t i = 0; i < effective.size(); ++i) {
-      const auto& params = layer.weights.group(static_cast<int>(i / n), static_cast<int>(i % n));
-      worst = std::max(worst, std::fabs(static_cast<double>(effective[i]) - weights[i]) / (0.5 * params.scale));
-    }
-    return worst;
-  }
 };
 
 FBQ_REGISTER_METHOD("fbquant", FbquantMethod);
