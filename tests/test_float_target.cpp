@@ -87,10 +87,11 @@ TEST(FloatTarget, ShiftedWeightsCarryTheFloatModelsObjective) {
   const auto w = test::gaussian(static_cast<std::size_t>(m) * n, 3);
   const auto shifted = float_target_weights(w, m, n, stats.hessian, drift, 1e-12);
   // Up to a constant, the float model's objective is the plain H-weighted distance to W̃, for any W_F.
+  const auto& hessian = stats.hessian;  // clang 14 cannot capture a structured binding
   const auto h_distance = [&](const std::vector<float>& a) {
     std::vector<float> e(a.size());
     for (std::size_t i = 0; i < e.size(); ++i) e[i] = a[i] - shifted[i];
-    return h_weighted_norm(e.data(), m, n, stats.hessian);
+    return h_weighted_norm(e.data(), m, n, hessian);
   };
   std::vector<float> candidates[3] = {w, shifted, w};
   const auto noise = test::gaussian(w.size(), 4, 0.1f);

@@ -161,7 +161,7 @@ Checkpoint parse_checkpoint(const std::filesystem::path& dir, const json& j) {
 
 json recorded_settings(const QuantizeOptions& options) {
   const auto& mo = options.method_options;
-  return {{"method", options.method},
+  json settings = {{"method", options.method},
           {"options",
            {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
             {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
@@ -173,6 +173,14 @@ json recorded_settings(const QuantizeOptions& options) {
            {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},
             {"validation_samples", options.validation_samples}, {"seqlen", options.seqlen}, {"seed", options.seed}}},
           {"source_model", options.model.filename().string()}};
+  if (options.reconstructs_blocks()) {
+    const auto& b = options.block;
+    settings["options"]["reconstruct"] = {{"mode", "block"}, {"input", options.block_float_input ? "float" : "quantized"},
+                                          {"steps", b.steps}, {"lr", b.lr}, {"batch", b.batch},
+                                          {"eval_every", b.eval_every}, {"refresh_every", b.refresh_every},
+                                          {"train_norms", b.train_norms}, {"lwc", b.lwc}};
+  }
+  return settings;
 }
 
 json run_identity(const QuantizeOptions& options, const std::vector<std::vector<int>>& windows) {

@@ -228,6 +228,9 @@ void check_output_location(const QuantizeOptions& options) {
   const auto parent = output.parent_path().empty() ? fs::path(".") : output.parent_path();
   if (!fs::is_directory(parent)) fail("output directory {} does not exist", parent.string());
   if (::access(parent.c_str(), W_OK) != 0) fail("output directory {} is not writable", parent.string());
+  // The checkpoint does not hold the per-block reports yet: a resumed block run would lose those of earlier layers.
+  if (options.resume && options.reconstructs_blocks())
+    fail("--resume cannot continue a --reconstruct block run yet (its block reports are not checkpointed)");
   if (!options.resume && !options.overwrite && has_checkpoint(partial_output(output)))
     fail("{} holds the checkpoint of a stopped run: pass --resume to continue it, or --overwrite to start over",
          partial_output(output).string());
@@ -578,14 +581,7 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   report["bits_per_weight"] = summary.bits_per_weight;
   report["layers"] = layers;
   if (!summary.stream_drift.empty()) report["stream_drift"] = drift;
-  if (options.reconstructs_blocks()) {
-    const auto& b = options.block;
-    report["options"]["reconstruct"] = {{"mode", "block"}, {"input", options.block_float_input ? "float" : "quantized"},
-                                        {"steps", b.steps}, {"lr", b.lr}, {"batch", b.batch},
-                                        {"eval_every", b.eval_every}, {"refresh_every", b.refresh_every},
-                                        {"train_norms", b.train_norms}, {"lwc", b.lwc}};
-    report["blocks"] = blocks_json(summary.blocks);
-  }
+  if (options.reconstructs_blocks()) report["blocks"] = blocks_json(summary.blocks);
   // Timings and memory vary run to run; they go to stdout/--json, not into the (reproducible) directory.
   write_file_atomically(temp / "quant_report.json", report.dump(2) + "\n");
 
