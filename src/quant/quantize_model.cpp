@@ -99,9 +99,10 @@ const Projection& capturing_projection(Input input) {
 
 // Inf/NaN poison every statistic after them and come out as NaN scales: stop where they first appear. (The
 // loader refuses non-finite weights; finite ones can still overflow float32 once multiplied.)
-void require_finite(const std::vector<double>& values, const std::string& linear, const char* what) {
-  if (!std::ranges::all_of(values, [](double v) { return std::isfinite(v); }))
-    fail("{}: non-finite {} (Inf/NaN): the model's weights or an earlier layer's output overflow", linear, what);
+void require_finite_input(const std::vector<double>& hessian, const std::string& linear) {
+  if (!std::ranges::all_of(hessian, [](double v) { return std::isfinite(v); }))
+    fail("{}: non-finite activations in its calibration input (Inf/NaN): the model's weights or an earlier layer's "
+         "output overflow", linear);
 }
 
 long peak_rss_kib() {
@@ -446,7 +447,7 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
       for (const Input input : stage) {
         auto& capture = *captures[input];
         stats[input] = capture.train.finish();
-        require_finite(stats[input].hessian, prefix + capturing_projection(input).name, "activations in its calibration input");
+        require_finite_input(stats[input].hessian, prefix + capturing_projection(input).name);
         if (options.validation_samples > 0) stats[input].validation_hessian = capture.validation.finish().hessian;
         if (capture.train_drift) drifts[input] = capture.train_drift->finish();
         if (options.validation_samples > 0 && capture.validation_drift)
