@@ -2,18 +2,20 @@
 # Builds the libFuzzer harnesses (fuzz/fuzz_*.cpp) in build-fuzz (clang, ASan + UBSan; the same tree runs
 # the test suite under the sanitizers: scripts/sanitizers.sh) and runs each one, seeded from
 # tests/corpus/NAME (harness fuzz_NAME). A crash fails the run and leaves the input in build-fuzz/crashes/.
-# Usage: scripts/fuzz.sh [--seconds S | --runs N] [HARNESS...]   (default: 20 s each, every harness)
+# Usage: scripts/fuzz.sh [--seconds S] [--runs N] [HARNESS...]   (default: 20 s each, every harness; with both,
+# whichever limit comes first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-limit=(-max_total_time=20) harnesses=()
+limit=() harnesses=()
 while (($#)); do
   case "$1" in
-    --seconds) limit=(-max_total_time="$2"); shift 2 ;;
-    --runs) limit=(-runs="$2"); shift 2 ;;
-    -*) echo "usage: $0 [--seconds S | --runs N] [HARNESS...]" >&2; exit 2 ;;
+    --seconds) limit+=(-max_total_time="$2"); shift 2 ;;
+    --runs) limit+=(-runs="$2"); shift 2 ;;
+    -*) echo "usage: $0 [--seconds S] [--runs N] [HARNESS...]" >&2; exit 2 ;;
     *) harnesses+=("$1"); shift ;;
   esac
 done
+((${#limit[@]})) || limit=(-max_total_time=20)
 build=build-fuzz
 [ -f "$build/CMakeCache.txt" ] ||
   CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFBQ_FUZZ=ON >/dev/null

@@ -71,6 +71,15 @@ std::filesystem::path model_with(const test::TempDir& tmp, const std::string& te
   return dir;
 }
 
+// Found by fuzz_llama2c: a vocab size of INT32_MIN (negated as the untied-classifier marker) was undefined
+// behaviour (UBSan); now one error line.
+TEST(HostileModel, Llama2cVocabSizeOfInt32MinIsRefused) {
+  const auto file = test::source_dir() / "tests" / "corpus" / "regressions" / "llama2c-vocab-int-min.bin";
+  const test::TempDir tmp;
+  const auto message = test::expect_cli_fails("inspect " + quote(file), tmp.path());
+  EXPECT_NE(message.find("vocab size -2147483648 out of range"), std::string::npos) << message;
+}
+
 TEST(HostileModel, NonFiniteWeightsAreRefusedWithTheTensorName) {
   FBQ_REQUIRE_FILE(test::bundled_model() / "model.safetensors");
   const test::TempDir tmp;

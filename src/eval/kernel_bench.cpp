@@ -11,6 +11,7 @@
 
 #include "io/dtype.h"
 #include "kernels/gemv_dense.h"
+#include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
 #include "pack/packed_linear.h"
 #include "quant/method.h"
@@ -100,6 +101,22 @@ struct Bench {
     emit({shape, "bf16", isa, 16, 0, 0, batch, {}, 0, 2.0 * m * n}, bf16_seconds);
   }
 
+  // The integer path on the same layers: int8 activations × repacked tiles (bytes: the tiles it streams).
+  void int8(const std::deque<PackedLinear>& layers, KernelBenchCase c, const std::vector<float>& x,
+            std::vector<float>& y) const {
+    const KernelIsa isa = int8_isa_supported(KernelIsa::avx512) ? KernelIsa::avx512
+                          : int8_isa_supported(KernelIsa::avx2) ? KernelIsa::avx2
+                                                                : KernelIsa::scalar;
+    std::vector<const Int8Tiles*> tiles;
+    for (const auto& layer : layers) tiles.push_back(layer.int8_tiles());
+    if (!tiles.front()) return;
+    c.kernel = "int8";
+    c.isa = isa == KernelIsa::avx512 ? "avx512vnni" : kernel_isa_name(isa);
+    c.bytes = static_cast<double>(tiles.front()->bytes());
+    emit(c, seconds_per_call([&](int i) { gemv_int8(*tiles[i % tiles.size()], x.data(), c.batch, y.data(), isa); },
+                             options.seconds_per_case));
+  }
+
   void packed(int m, int n, int bits, int rank, int batch, const std::vector<float>& x, std::vector<float>& y) const {
     const auto base = random_packed(m, n, bits, options.group_size);
     const double weight_bytes =
@@ -125,10 +142,14 @@ struct Bench {
     if (rank > 0) c.fused = true;
     emit(c, seconds_per_call([&](int i) { gemv_packed(fused[i % copies].kernel_view(), x.data(), batch, y.data()); },
                              options.seconds_per_case));
+    int8(fused, c, x, y);
     if (rank == 0) return;
     // Unfused: the kernel without branch, then T = X·Aᵀ and Y += T·Bᵀ as two more BLAS passes over f32 copies of
     // A and B (BLAS has no f16 GEMV; the second pass re-reads and re-writes Y).
     std::vector<float> t(std::size_t(batch) * rank);
+    c.kernel = "packed";
+    c.isa = kernel_isa_name(isa);
+    c.bytes = weight_bytes;
     c.fused = false;
     emit(c, seconds_per_call([&](int i) {
            gemv_packed(plain[i % copies].kernel_view(), x.data(), batch, y.data());

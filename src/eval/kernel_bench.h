@@ -24,7 +24,7 @@ struct KernelBenchOptions {
 
 struct KernelBenchCase {
   std::string shape;   // "4096x11008" (rows × cols)
-  std::string kernel;  // "packed", "f32" (OpenBLAS sgemv/sgemm) or "bf16"
+  std::string kernel;  // "packed" (float activations), "int8" (integer tiles), "f32" (OpenBLAS sgemv/sgemm) or "bf16"
   std::string isa;
   int bits = 0, group = 0, rank = 0, batch = 1;
   std::optional<bool> fused;  // rank > 0: branch inside the kernel, or as two extra BLAS passes

@@ -1,6 +1,7 @@
 #include "io/llama2c.h"
 
 #include <cstring>
+#include <limits>
 
 #include "util/error.h"
 
@@ -21,6 +22,7 @@ Llama2cCheckpoint read_llama2c_checkpoint(const std::filesystem::path& path) {
   c.n_heads = header[3];
   c.n_kv_heads = header[4];
   // A negative vocab size is llama2.c's marker for an untied classifier stored at the end.
+  if (header[5] == std::numeric_limits<std::int32_t>::min()) fail("{}: vocab size {} out of range", path.string(), header[5]);
   c.tie_embeddings = header[5] > 0;
   c.vocab_size = header[5] > 0 ? header[5] : -header[5];
   c.max_seq_len = header[6];

@@ -45,8 +45,8 @@ float dot_avx512(const std::uint16_t* a_half, const float* x, int n);
 // The row kernel for runtime `bits` and `batch`, from a kernel family given as a captureless lambda
 // `[]<int Bits, int Batch>() -> RowsFn { return my_kernel<Bits, Batch>; }` (each ISA file passes its own).
 template <typename Pick>
-RowsFn select_rows(int bits, int batch, Pick pick) {
-  const auto for_bits = [&]<int Bits>() -> RowsFn {
+auto select_rows(int bits, int batch, Pick pick) {
+  const auto for_bits = [&]<int Bits>() {
     switch (batch) {
       case 1: return pick.template operator()<Bits, 1>();
       case 2: return pick.template operator()<Bits, 2>();

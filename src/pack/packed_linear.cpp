@@ -210,10 +210,21 @@ PackedKernelView PackedLinear::kernel_view() const {
           lora_b_.data()};
 }
 
+const Int8Tiles* PackedLinear::int8_tiles() const {
+  std::call_once(int8_->built, [&] {
+    if (int8_tiles_support(kernel_view())) int8_->tiles = std::make_unique<Int8Tiles>(repack_int8_tiles(kernel_view()));
+  });
+  return int8_->tiles.get();
+}
+
 void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
-  if (n_tokens <= kKernelMaxBatch) {  // decode: memory-bound, stream the packed weights once (fused kernel)
-    gemv_packed(kernel_view(), x, n_tokens, y);
+  if (n_tokens <= kKernelMaxBatch) {  // decode: memory-bound, stream the weights once (fused kernels)
+    const Int8Tiles* tiles = decode_activations() == DecodeActivations::int8 ? int8_tiles() : nullptr;
+    if (tiles)
+      gemv_int8(*tiles, x, n_tokens, y);
+    else
+      gemv_packed(kernel_view(), x, n_tokens, y);
     return;
   }
   // Prefill: dequantize tiles of rows (in parallel) and multiply each with one GEMM. Tiles of ~1M weights

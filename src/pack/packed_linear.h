@@ -6,8 +6,11 @@
 // words (3-bit codes straddle words), code_words_per_row() words per row; the zero points of all groups
 // (row-major, rows × groups) as one such bit stream; scales float16, one per group.
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
+#include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
 #include "model/linear.h"
 #include "pack/bit_stream.h"
@@ -48,6 +51,9 @@ class PackedLinear final : public Linear {
   void forward_reference(const float* x, float* y) const;
   // This layer's tensors for the fused decode kernel (forward() uses it for up to kKernelMaxBatch tokens).
   PackedKernelView kernel_view() const;
+  // The integer path's repacked copy, built on first use (decode with int8 activations); null where the
+  // tiles cannot hold this layer (then decode takes the float path).
+  const Int8Tiles* int8_tiles() const;
 
   const PackedWeights& packed() const { return weights_; }
   const std::vector<float>& input_scale() const { return input_scale_; }
@@ -65,6 +71,12 @@ class PackedLinear final : public Linear {
   int rank_ = 0;
   // r×n and m×r as f16 bits, as in the file: half the bytes the decode kernel streams per token.
   std::vector<std::uint16_t> lora_a_, lora_b_;
+  // Shared by copies (the tiles own their data and the weights never change after construction).
+  struct TilesCache {
+    std::once_flag built;
+    std::unique_ptr<Int8Tiles> tiles;
+  };
+  std::shared_ptr<TilesCache> int8_ = std::make_shared<TilesCache>();
 };
 
 }  // namespace fbq
