@@ -47,7 +47,7 @@ TEST(Int8Kernels, ActivationsRoundToTheNearestStepOfTheirGroup) {
   for (const float* input_scale : {static_cast<const float*>(nullptr), static_cast<const float*>(divisors.data())}) {
     Int8Activations a;
     quantize_activations(x.data(), input_scale, cols, group, a);
-    ASSERT_EQ(a.q.size(), static_cast<std::size_t>(cols) + 4);
+    ASSERT_EQ(a.q.size(), static_cast<std::size_t>(cols));
     for (int g = 0; g < cols / group; ++g) {
       float amax = 0.0f;
       std::int32_t sum = 0;
@@ -65,6 +65,14 @@ TEST(Int8Kernels, ActivationsRoundToTheNearestStepOfTheirGroup) {
     }
     EXPECT_EQ(a.scale[1], 0.0f);
     EXPECT_EQ(a.q[200], 127);
+    for (const auto isa : {KernelIsa::avx2, KernelIsa::avx512}) {  // the kernels' own quantizers: the same bytes
+      if (!int8_isa_supported(isa)) continue;
+      Int8Activations simd;
+      quantize_activations(x.data(), input_scale, cols, group, simd, isa);
+      EXPECT_EQ(simd.q, a.q) << kernel_isa_name(isa);
+      EXPECT_EQ(simd.scale, a.scale) << kernel_isa_name(isa);
+      EXPECT_EQ(simd.sum, a.sum) << kernel_isa_name(isa);
+    }
   }
 }
 
@@ -167,6 +175,30 @@ TEST(Int8Kernels, CloseToTheFloatPath) {
     }
     EXPECT_LT(std::sqrt(error / norm), 0.02);
   });
+}
+
+// PackedLinear::forward: int8 for up to 8 tokens (the default), the float kernel with exact activations, the
+// dequantize + GEMM path for more tokens whatever the setting.
+TEST(Int8Kernels, ForwardTakesTheIntegerPathForDecodeByDefault) {
+  const auto before = decode_activations();
+  const auto linear = make_linear(37, kCols, 3, 64, 7, true, 5);
+  const auto tiles = repack_int8_tiles(linear.kernel_view());
+  for (const int batch : {1, 8, 11}) {
+    const auto x = unaligned_input(batch, kCols, 9);
+    std::vector<float> y(static_cast<std::size_t>(batch) * 37), exact(y.size()), float_kernel(y.size());
+    set_decode_activations(DecodeActivations::int8);
+    linear.forward(x.data(), batch, y.data());
+    set_decode_activations(DecodeActivations::exact);
+    linear.forward(x.data(), batch, exact.data());
+    gemv_packed(linear.kernel_view(), x.data(), batch, float_kernel.data());
+    if (batch <= kKernelMaxBatch) {
+      EXPECT_EQ(y, run_int8(tiles, x.data(), batch, KernelIsa::best)) << batch;
+      EXPECT_EQ(exact, float_kernel) << batch;
+    } else {
+      EXPECT_EQ(y, exact) << "prefill ignores the setting";
+    }
+  }
+  set_decode_activations(before);
 }
 
 TEST(Int8Kernels, RefusesWhatTheTilesCannotHold) {

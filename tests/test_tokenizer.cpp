@@ -210,6 +210,13 @@ TEST_F(TokenizerErrors, GarbageSentencePieceModel) {
   EXPECT_ERROR_NAMING(load_tokenizer(garbage), garbage);
 }
 
+// Found by fuzz_sentencepiece: a model with a zero-length piece made libsentencepiece throw from its trie
+// builder, which terminated the process.
+TEST_F(TokenizerErrors, SentencePieceModelWithAnEmptyPiece) {
+  const fs::path model = test::source_dir() / "tests" / "corpus" / "regressions" / "sentencepiece-empty-piece.model";
+  EXPECT_ERROR_NAMING(load_tokenizer(model), model);
+}
+
 TEST_F(TokenizerErrors, MalformedLlama2cFile) {
   const fs::path original = shared_path("models/stories260K/tok512.bin");
   FBQ_REQUIRE_FILE(original);

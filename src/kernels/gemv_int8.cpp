@@ -97,27 +97,47 @@ Int8Tiles repack_int8_tiles(const PackedKernelView& w) {
   return t;
 }
 
-void quantize_activations(const float* x, const float* input_scale, int cols, int group_size, Int8Activations& out) {
+namespace kernels {
+
+void quantize_group_scalar(const float* x, const float* input_scale, int count, std::int8_t* q, float* scale,
+                           std::int32_t* sum) {
+  const auto value = [&](int j) { return input_scale ? x[j] / input_scale[j] : x[j]; };  // divide, as the float path
+  float amax = 0.0f;
+  for (int j = 0; j < count; ++j) amax = std::max(amax, std::fabs(value(j)));
+  const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+  std::int32_t total = 0;
+  for (int j = 0; j < count; ++j) {
+    q[j] = static_cast<std::int8_t>(std::clamp(static_cast<int>(std::nearbyint(value(j) * inverse)), -127, 127));
+    total += q[j];
+  }
+  *scale = amax / 127.0f;
+  *sum = total;
+}
+
+}  // namespace kernels
+
+namespace {
+
+kernels::QuantizeGroupFn group_quantizer(KernelIsa isa) {
+  return isa == KernelIsa::avx512 ? kernels::quantize_group_avx512
+         : isa == KernelIsa::avx2 ? kernels::quantize_group_avx2
+                                  : kernels::quantize_group_scalar;
+}
+
+}  // namespace
+
+void quantize_activations(const float* x, const float* input_scale, int cols, int group_size, Int8Activations& out,
+                          KernelIsa isa) {
+  if (!int8_isa_supported(isa) || isa == KernelIsa::best) fail("quantize_activations: {} not runnable here", kernel_isa_name(isa));
+  const kernels::QuantizeGroupFn quantize = group_quantizer(isa);
   const int groups = cols / group_size;
-  out.q.assign(static_cast<std::size_t>(cols) + 4, 0);
+  out.q.assign(static_cast<std::size_t>(cols), 0);
   out.scale.resize(groups);
   out.sum.resize(groups);
-  std::vector<float> scaled(x, x + cols);
-  if (input_scale)  // divide, as the float path does
-    for (int j = 0; j < cols; ++j) scaled[j] /= input_scale[j];
   for (int g = 0; g < groups; ++g) {
-    const float* v = scaled.data() + static_cast<std::size_t>(g) * group_size;
-    float amax = 0.0f;
-    for (int j = 0; j < group_size; ++j) amax = std::max(amax, std::fabs(v[j]));
-    const float d = amax / 127.0f, inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-    std::int32_t sum = 0;
-    for (int j = 0; j < group_size; ++j) {
-      const int q = std::clamp(static_cast<int>(std::nearbyint(v[j] * inverse)), -127, 127);
-      out.q[static_cast<std::size_t>(g) * group_size + j] = static_cast<std::int8_t>(q);
-      sum += q;
-    }
-    out.scale[g] = d;
-    out.sum[g] = sum;
+    const std::size_t first = static_cast<std::size_t>(g) * group_size;
+    quantize(x + first, input_scale ? input_scale + first : nullptr, group_size,
+                                   out.q.data() + first, &out.scale[g], &out.sum[g]);
   }
 }
 
@@ -187,16 +207,33 @@ void gemv_int8_chunk(const Int8Tiles& w, const float* x, int batch, float* y, Ke
                            : isa == KernelIsa::avx2  ? int8_tiles_avx2(w.bits, batch)
                                                      : int8_tiles_scalar(w.bits, batch);
   const DotFn dot = isa == KernelIsa::avx512 ? dot_avx512 : isa == KernelIsa::avx2 ? dot_avx2 : dot_scalar;
-  Int8Activations activations[kKernelMaxBatch];
-  for (int t = 0; t < batch; ++t)
-    quantize_activations(x + static_cast<std::size_t>(t) * n, w.input_scale.empty() ? nullptr : w.input_scale.data(),
-                         n, w.group_size, activations[t]);
-  std::vector<float> branch(static_cast<std::size_t>(batch) * r);
-  const Int8Args args{&w, activations, batch, branch.data(), y};
+  const QuantizeGroupFn quantize = group_quantizer(isa);
+  // Buffers reused call after call (no allocation per token), of the calling thread: the parallel region below
+  // must reach them through these pointers, not by name (a thread_local name there is each worker's own).
+  thread_local Int8Activations activations_buffer[kKernelMaxBatch];
+  thread_local std::vector<float> branch_buffer;
+  Int8Activations* const activations = activations_buffer;
+  for (int t = 0; t < batch; ++t) {
+    activations[t].q.resize(n);
+    activations[t].scale.resize(w.groups);
+    activations[t].sum.resize(w.groups);
+  }
+  branch_buffer.resize(static_cast<std::size_t>(batch) * r);
+  float* const branch = branch_buffer.data();
+  const float* input_scale = w.input_scale.empty() ? nullptr : w.input_scale.data();
+  const Int8Args args{&w, activations, batch, branch, y};
 #pragma omp parallel if (static_cast<std::int64_t>(w.rows) * n >= (1 << 16))
   {
+    // Every tile needs all of x quantized and all of t = A·x (in floats, as the float path computes it).
+#pragma omp for schedule(static) nowait
+    for (int i = 0; i < batch * w.groups; ++i) {
+      const int t = i / w.groups, g = i % w.groups;
+      const std::size_t first = static_cast<std::size_t>(g) * w.group_size;
+      quantize(x + static_cast<std::size_t>(t) * n + first, input_scale ? input_scale + first : nullptr, w.group_size,
+               activations[t].q.data() + first, &activations[t].scale[g], &activations[t].sum[g]);
+    }
 #pragma omp for schedule(static)
-    for (int i = 0; i < batch * r; ++i)  // t = A·x first, in floats: every tile needs all of it
+    for (int i = 0; i < batch * r; ++i)
       branch[i] = dot(w.lora_a.data() + static_cast<std::size_t>(i % r) * n, x + static_cast<std::size_t>(i / r) * n, n);
 #pragma omp for schedule(static)
     for (int tile = 0; tile < w.tiles; ++tile) tiles_fn(args, tile, tile + 1);

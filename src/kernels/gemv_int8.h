@@ -74,13 +74,14 @@ Int8Tiles repack_int8_tiles(const PackedKernelView& w);
 std::uint32_t int8_tile_code(const Int8Tiles& w, int row, int column);
 
 // One token's activations: x' = x / input_scale quantized per group (scale d[g], Σq per group for the zero
-// points). q holds `cols` bytes plus 4 of padding.
+// points). Every ISA gives the same bytes (the kernels use the one of their ISA); scalar is the reference.
 struct Int8Activations {
   std::vector<std::int8_t> q;
   std::vector<float> scale;
   std::vector<std::int32_t> sum;
 };
-void quantize_activations(const float* x, const float* input_scale, int cols, int group_size, Int8Activations& out);
+void quantize_activations(const float* x, const float* input_scale, int cols, int group_size, Int8Activations& out,
+                          KernelIsa isa = KernelIsa::scalar);
 
 // Whether this CPU runs the integer kernel of `isa`: avx512 needs AVX512-VNNI (vpdpbusd), avx2 uses
 // vpmaddubsw + vpmaddwd; scalar always.

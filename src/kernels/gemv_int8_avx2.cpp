@@ -5,6 +5,7 @@
 // into nibbles, the high one weighted 16 in the vpmaddwd.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -122,6 +123,37 @@ FBQ_AVX2 void tiles_kernel(const Int8Args& a, int first_tile, int end_tile) {
 }
 
 }  // namespace
+
+// 8 columns per step.
+FBQ_AVX2 void quantize_group_avx2(const float* x, const float* input_scale, int count, std::int8_t* q, float* scale,
+                                  std::int32_t* sum) {
+  const auto value = [&](int j) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    return input_scale ? _mm256_div_ps(v, _mm256_loadu_ps(input_scale + j)) : v;
+  };
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  for (int j = 0; j < count; j += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, value(j)));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax);
+  float top = 0.0f;
+  for (const float lane : lanes) top = std::max(top, lane);
+  const float inverse = top > 0.0f ? 127.0f / top : 0.0f;
+  __m256i total = _mm256_setzero_si256();
+  for (int j = 0; j < count; j += 8) {
+    const __m256i codes = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(value(j), _mm256_set1_ps(inverse))),
+                                                            _mm256_set1_epi32(127)),
+                                           _mm256_set1_epi32(-127));
+    alignas(32) std::int32_t words[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(words), codes);
+    for (int i = 0; i < 8; ++i) q[j + i] = static_cast<std::int8_t>(words[i]);
+    total = _mm256_add_epi32(total, codes);
+  }
+  alignas(32) std::int32_t totals[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(totals), total);
+  *scale = top / 127.0f;
+  *sum = totals[0] + totals[1] + totals[2] + totals[3] + totals[4] + totals[5] + totals[6] + totals[7];
+}
 
 TilesFn int8_tiles_avx2(int bits, int batch) {
   return select_rows(bits, batch, []<int Bits, int T>() -> TilesFn { return tiles_kernel<Bits, T>; });

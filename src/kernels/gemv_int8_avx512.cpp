@@ -79,6 +79,29 @@ FBQ_AVX512_VNNI void tiles_kernel(const Int8Args& a, int first_tile, int end_til
 
 }  // namespace
 
+// 16 columns per step (group sizes are multiples of 16).
+FBQ_AVX512_VNNI void quantize_group_avx512(const float* x, const float* input_scale, int count, std::int8_t* q,
+                                           float* scale, std::int32_t* sum) {
+  const auto value = [&](int j) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    return input_scale ? _mm512_div_ps(v, _mm512_loadu_ps(input_scale + j)) : v;
+  };
+  __m512 amax = _mm512_setzero_ps();
+  for (int j = 0; j < count; j += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(value(j)));
+  const float top = _mm512_reduce_max_ps(amax), inverse = top > 0.0f ? 127.0f / top : 0.0f;
+  __m512i total = _mm512_setzero_si512();
+  for (int j = 0; j < count; j += 16) {
+    // cvtps rounds to nearest even (the default MXCSR mode, as nearbyint); |v·inverse| ≤ 127 up to rounding.
+    const __m512i codes = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(value(j), _mm512_set1_ps(inverse))),
+                                                            _mm512_set1_epi32(127)),
+                                           _mm512_set1_epi32(-127));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j), _mm512_cvtepi32_epi8(codes));
+    total = _mm512_add_epi32(total, codes);
+  }
+  *scale = top / 127.0f;
+  *sum = _mm512_reduce_add_epi32(total);
+}
+
 TilesFn int8_tiles_avx512(int bits, int batch) {
   return select_rows(bits, batch, []<int Bits, int T>() -> TilesFn { return tiles_kernel<Bits, T>; });
 }

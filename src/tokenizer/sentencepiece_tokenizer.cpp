@@ -2,6 +2,8 @@
 // (rather than with sp.Decode) so that generation can stream text token by token.
 #include <sentencepiece_processor.h>
 
+#include <exception>
+
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -16,8 +18,14 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::error_code error;
     if (!std::filesystem::is_regular_file(path, error))
       fail("{}: tokenizer file not found (or not a regular file)", path_);
-    if (const auto status = processor_.Load(path_); !status.ok())
-      fail("{}: not a SentencePiece model ({})", path_, status.ToString());
+    try {  // libsentencepiece also throws (Darts: a zero-length piece) instead of returning a status
+      if (const auto status = processor_.Load(path_); !status.ok())
+        fail("{}: not a SentencePiece model ({})", path_, status.ToString());
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail("{}: not a SentencePiece model ({})", path_, e.what());
+    }
     for (int id = 0; id < processor_.GetPieceSize(); ++id)
       if (processor_.IsControl(id)) controls_.emplace_back(processor_.IdToPiece(id), id);
   }
