@@ -25,6 +25,7 @@
 #include "eval/zeroshot_report.h"
 #include "io/gguf.h"
 #include "io/text_files.h"
+#include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
 #include "quant/presets.h"
@@ -261,23 +262,25 @@ std::string machine_line() {
 void run_bench_kernels(const fbq::KernelBenchOptions& options, bool as_json) {
   fmt::print(stderr, "{}\nmeasuring read bandwidth (1 GiB)...\n", machine_line());
   const double bandwidth = fbq::measure_read_bandwidth();
-  fmt::print(stderr, "read bandwidth: {:.1f} GB/s\n", bandwidth);
+  fmt::print(stderr, "read bandwidth: {:.1f} GB/s (and again after every case: the fraction is of that)\n", bandwidth);
   if (!as_json)
-    fmt::print("{:<11} {:<7} {:<7} {:>5} {:>5} {:>4} {:>5} {:<8} {:>10} {:>8} {:>10}\n", "shape", "kernel", "isa", "bits",
-               "group", "rank", "batch", "branch", "us", "GB/s", "bandwidth");
-  fbq::run_kernel_bench(options, bandwidth, [&](const fbq::KernelBenchCase& c) {
+    fmt::print("{:<11} {:<7} {:<10} {:>4} {:>5} {:>4} {:>5} {:<8} {:>9} {:>7} {:>8} {:>9}\n", "shape", "kernel", "isa",
+               "bits", "group", "rank", "batch", "branch", "us", "GB/s", "probe", "fraction");
+  fbq::run_kernel_bench(options, [&](const fbq::KernelBenchCase& c) {
     if (as_json) {
       const nlohmann::json out = {
           {"shape", c.shape}, {"kernel", c.kernel}, {"isa", c.isa}, {"bits", c.bits}, {"group", c.group},
           {"rank", c.rank}, {"batch", c.batch}, {"fused", c.fused ? nlohmann::json(*c.fused) : nlohmann::json()},
           {"microseconds", c.microseconds}, {"bytes", c.bytes}, {"gbps", c.gbps},
-          {"fraction_of_bandwidth", c.fraction_of_bandwidth}, {"bandwidth_gbps", bandwidth},
+          {"fraction_of_bandwidth", c.fraction_of_bandwidth}, {"bandwidth_gbps", c.bandwidth_gbps},
+          {"start_bandwidth_gbps", bandwidth},
           {"threads", omp_get_max_threads()}};
       fmt::print("{}\n", out.dump());
     } else {
-      fmt::print("{:<11} {:<7} {:<7} {:>5} {:>5} {:>4} {:>5} {:<8} {:>10.1f} {:>8.2f} {:>9.0f}%\n", c.shape, c.kernel, c.isa,
-                 c.bits, c.group ? std::to_string(c.group) : "-", c.rank, c.batch,
-                 c.fused ? (*c.fused ? "fused" : "unfused") : "-", c.microseconds, c.gbps, 100 * c.fraction_of_bandwidth);
+      fmt::print("{:<11} {:<7} {:<10} {:>4} {:>5} {:>4} {:>5} {:<8} {:>9.1f} {:>7.2f} {:>8.1f} {:>8.0f}%\n", c.shape, c.kernel,
+                 c.isa, c.bits, c.group ? std::to_string(c.group) : "-", c.rank, c.batch,
+                 c.fused ? (*c.fused ? "fused" : "unfused") : "-", c.microseconds, c.gbps, c.bandwidth_gbps,
+                 100 * c.fraction_of_bandwidth);
     }
     std::fflush(stdout);
   });
@@ -405,6 +408,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  bool exact_activations = false;
+  app.add_flag("--exact-activations", exact_activations,
+               "decode packed models with float activations (the reference) instead of int8 activations "
+               "(docs/FORMAT.md, integer tiles; also FBQ_ACTIVATIONS=float)");
 
   ModelArgs ppl_model;
   std::string ppl_text = FBQ_DATA_DIR "/eval.txt";
@@ -671,6 +678,8 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
     }
+    if (exact_activations) fbq::set_decode_activations(fbq::DecodeActivations::exact);
+    fbq::decode_activations();  // a bad FBQ_ACTIVATIONS fails here, before any work
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
     if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
     if (*eval) run_eval(eval_model, eval_args);

@@ -22,7 +22,8 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            "speed": "scripts/bench.sh", "fbquant-cost": "scripts/bench.sh",
            "tokenizer-speed": "scripts/tokenizer_speed.sh",
            "plots": "scripts/plots.sh", "presets": "scripts/presets.sh",
-           "fbquant-block": "scripts/fbquant_study.sh block"}
+           "fbquant-block": "scripts/fbquant_study.sh block", "int8-activations": "scripts/int8_accuracy.sh",
+           "decode-1b": "scripts/decode_1b.sh"}
 
 
 def summarize(path):
@@ -264,30 +265,82 @@ def fbquant_block(rows):
 
 
 def kernels(rows):
-    bw = rows[0]["bandwidth_gbps"]
+    probes = [r["bandwidth_gbps"] for r in rows]
     out = ["## Decode kernels: GB/s against the memory roofline", "", generated_by("kernels"), "",
-           f'`fbq bench kernels --json`, {rows[0]["threads"]} threads, measured read bandwidth {bw:.1f} GB/s (8 interleaved streams per thread summed over 1 GiB). '
+           f'`fbq bench kernels --json`, {rows[0]["threads"]} threads. The read bandwidth is probed right after every case '
+           f"(a multi-threaded AVX-512 sum over 256 MiB, 8 interleaved streams per thread): on this VM it drifted between "
+           f"{min(probes):.1f} and {max(probes):.1f} GB/s during the run, so each case's fraction is of its own probe. "
            "Each case rotates copies of its weights over ≥ 512 MiB so they come from DRAM; time is the best of five "
-           "means. GB/s counts the bytes one call must read: codes, zero points, f16 scales and the f16 branch "
-           "(A, B; the unfused baseline runs its two extra passes through OpenBLAS on f32 copies of them); dense rows read W as f32 (OpenBLAS sgemv/sgemm) or bf16 (our AVX-512 GEMV).", "",
-           "| shape | kernel | bits | group | rank | batch | branch | µs | GB/s | of bandwidth |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "means. GB/s counts the bytes one call must read: `packed` (float activations) the file layout's codes, zero "
+           "points, f16 scales and f16 branch; `int8` (int8 activations, integer tiles of docs/FORMAT.md) the tiles' "
+           "codes, f16 scales, u8 zero points and f16 branch; the unfused baseline runs its two extra branch passes "
+           "through OpenBLAS on f32 copies of A and B; dense rows read W as f32 (OpenBLAS sgemv/sgemm) or bf16 (our AVX-512 GEMV).", "",
+           "| shape | kernel | bits | group | rank | batch | branch | µs | GB/s | probe GB/s | of bandwidth |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         branch = "–" if r["fused"] is None else ("fused" if r["fused"] else "unfused")
         out.append(f'| {r["shape"]} | {r["kernel"]} ({r["isa"]}) | {r["bits"]} | {r["group"] or "–"} | {r["rank"]} | '
-                   f'{r["batch"]} | {branch} | {r["microseconds"]:.1f} | {r["gbps"]:.1f} | {100 * r["fraction_of_bandwidth"]:.0f}% |')
-    out += ["", "Branch cost (packed, same shape/bits/batch): extra time of the rank-32 branch over the kernel without it.", "",
-            "| shape | bits | batch | no branch µs | fused: extra | unfused: extra | fused removes |", "|---|---|---|---|---|---|---|"]
-    packed = {(r["shape"], r["bits"], r["batch"], r["rank"], r["fused"]): r["microseconds"] for r in rows if r["kernel"] == "packed"}
-    for (shape, bits, batch, rank, fused), base in packed.items():
+                   f'{r["batch"]} | {branch} | {r["microseconds"]:.1f} | {r["gbps"]:.1f} | {r["bandwidth_gbps"]:.1f} | '
+                   f'{100 * r["fraction_of_bandwidth"]:.0f}% |')
+    timed = {(r["kernel"], r["shape"], r["bits"], r["batch"], r["rank"], r["fused"]): r["microseconds"]
+             for r in rows if r["kernel"] in ("packed", "int8")}
+    out += ["", "Float against int8 activations (same layer; µs per call):", "",
+            "| shape | bits | rank | batch | packed (float) µs | int8 µs | speed-up | int8 batch 8 ÷ batch 1 |", "|---|---|---|---|---|---|---|---|"]
+    for (kernel, shape, bits, batch, rank, fused), t in timed.items():
+        if kernel != "int8":
+            continue
+        f = timed.get(("packed", shape, bits, batch, rank, fused))
+        one = timed.get(("int8", shape, bits, 1, rank, fused))
+        ratio = f"{t / one:.2f}×" if one and batch != 1 else "–"
+        out.append(f"| {shape} | {bits} | {rank} | {batch} | {fmt(f, '.1f')} | {t:.1f} | "
+                   f"{(f'{f / t:.2f}×' if f else '–')} | {ratio} |")
+    out += ["", "Branch cost (same shape/bits/batch): extra time of the rank-32 branch over the kernel without it.", "",
+            "| shape | kernel | bits | batch | no branch µs | fused: extra | unfused: extra | fused removes |",
+            "|---|---|---|---|---|---|---|---|"]
+    for (kernel, shape, bits, batch, rank, fused), base in timed.items():
         if rank != 0:
             continue
-        f, u = packed.get((shape, bits, batch, 32, True)), packed.get((shape, bits, batch, 32, False))
-        if f is None or u is None:
+        f, u = timed.get((kernel, shape, bits, batch, 32, True)), timed.get(("packed", shape, bits, batch, 32, False))
+        if f is None:
             continue
-        removed = 100 * (1 - (f - base) / (u - base)) if u > base else float("nan")
-        out.append(f"| {shape} | {bits} | {batch} | {base:.1f} | {f - base:+.1f} µs ({100 * (f - base) / base:+.0f}%) | "
-                   f"{u - base:+.1f} µs ({100 * (u - base) / base:+.0f}%) | {removed:.0f}% |")
+        unfused = f"{u - base:+.1f} µs ({100 * (u - base) / base:+.0f}%)" if u is not None else "–"
+        removed = f"{100 * (1 - (f - base) / (u - base)):.0f}%" if u is not None and u > base else "–"
+        out.append(f"| {shape} | {kernel} | {bits} | {batch} | {base:.1f} | {f - base:+.1f} µs ({100 * (f - base) / base:+.0f}%) | "
+                   f"{unfused} | {removed} |")
+    return out
+
+
+def decode_1b(rows):
+    r0 = rows[0]
+    out = ["## End-to-end decode at the TinyLlama-1.1B shape", "", generated_by("decode-1b"), "",
+           f'A TinyLlama-1.1B-shaped model (22 layers, dim 2048, FFN 5632, GQA 32/4 heads, vocab 32000) with random bf16 '
+           f'weights (`scripts/random_model.py`), quantized by RTN (LQER for the branch) at g128. `fbq bench`: prefill of '
+           f'{r0["prompt_tokens"]} tokens, then {r0["decode_tokens"]} decode steps, best of 3, {r0["threads"]} threads, '
+           f'OPENBLAS_CORETYPE={r0["coretype"]}. Packed models hold embedding and `lm_head` in f32 (262 MB of the bytes '
+           "one decode step reads).", "",
+           "| model | activations | MiB held | prefill tokens/s | decode tokens/s |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f'| {r["label"]} | {r["activations"]} | {r["weight_mib"]:.1f} | {r["prefill_tokens_per_second"]:.1f} | '
+                   f'{r["decode_tokens_per_second"]:.1f} |')
+    return out
+
+
+def int8_activations(rows):
+    r0 = rows[0]
+    out = ["## What int8 activations cost: perplexity through the decode kernels", "", generated_by("int8-activations"), "",
+           f'ref-llama-12m quantized at g128 ({r0["nsamples"]} calibration windows of train.txt), then '
+           f'`fbq perplexity --decode` on the first {r0["windows"]} windows of 256 tokens of sotu-test: every token goes '
+           "through the KV cache and the decode kernels, once with float activations (`FBQ_ACTIVATIONS=float`, the "
+           "reference) and once with int8 activations (the default; docs/FORMAT.md, integer tiles).", "",
+           "| method | bits | bits/weight | PPL float activations | PPL int8 activations | relative difference |",
+           "|---|---|---|---|---|---|"]
+    worst = 0.0
+    for r in rows:
+        f, q = r["float"]["ppl"], r["int8"]["ppl"]
+        worst = max(worst, abs(q / f - 1))
+        out.append(f'| {r["label"]} | {r["bits"]} | {r["quant"]["bits_per_weight"]:.3f} | {f:.3f} | {q:.3f} | '
+                   f'{100 * (q / f - 1):+.3f}% |')
+    out += ["", f"Largest relative difference: {100 * worst:.3f}% (the target: within 0.3%)."]
     return out
 
 
@@ -333,7 +386,9 @@ def fbquant_cost(rows):
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift, "fbquant-block": fbquant_block,
              "kernels": kernels, "speed": speed,
-             "fbquant-cost": fbquant_cost, **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
+             "fbquant-cost": fbquant_cost, "int8-activations": int8_activations,
+             "decode-1b": decode_1b,
+             **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),
             ("winogrande", "WinoGrande"), ("boolq", "BoolQ"), ("openbookqa", "OBQA"), ("lambada_openai", "LAMBADA"),

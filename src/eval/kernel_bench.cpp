@@ -71,13 +71,13 @@ std::vector<float> small_values(std::size_t count) {
 
 struct Bench {
   const KernelBenchOptions& options;
-  double bandwidth;
   const std::function<void(const KernelBenchCase&)>& report;
 
   void emit(KernelBenchCase c, double seconds) const {
     c.microseconds = seconds * 1e6;
     c.gbps = c.bytes / seconds / 1e9;
-    c.fraction_of_bandwidth = c.gbps / bandwidth;
+    c.bandwidth_gbps = measure_read_bandwidth(std::size_t{256} << 20, 0.02);  // 256 MiB ≫ the caches
+    c.fraction_of_bandwidth = c.gbps / c.bandwidth_gbps;
     report(c);
   }
 
@@ -191,11 +191,11 @@ __attribute__((target("avx2"))) std::uint64_t sum_avx2(const std::uint64_t* firs
 
 }  // namespace
 
-double measure_read_bandwidth() {
+double measure_read_bandwidth(std::size_t bytes, double seconds_per_repeat) {
   // Each thread sums its share as kStreams interleaved sequential streams (one stream per core leaves the
   // prefetchers short of what a matrix-vector product draws from DRAM), with AVX-512 or AVX2 loads.
   constexpr std::size_t kStreams = 8;
-  const std::size_t count = (std::size_t{1} << 30) / sizeof(std::uint64_t);
+  const std::size_t count = bytes / sizeof(std::uint64_t);
   std::vector<std::uint64_t> buffer(count, 1);
   const auto sum = __builtin_cpu_supports("avx512f") ? sum_avx512 : __builtin_cpu_supports("avx2") ? sum_avx2 : nullptr;
   volatile std::uint64_t sink = 0;
@@ -213,13 +213,12 @@ double measure_read_bandwidth() {
       }
     }
     sink = total;
-  }, 0.5);
+  }, seconds_per_repeat);
   return static_cast<double>(count * sizeof(std::uint64_t)) / seconds / 1e9;
 }
 
-void run_kernel_bench(const KernelBenchOptions& options, double bandwidth_gbps,
-                      const std::function<void(const KernelBenchCase&)>& report) {
-  const Bench bench{options, bandwidth_gbps, report};
+void run_kernel_bench(const KernelBenchOptions& options, const std::function<void(const KernelBenchCase&)>& report) {
+  const Bench bench{options, report};
   for (const auto& [m, n] : options.shapes) {
     const int max_batch = *std::max_element(options.batches.begin(), options.batches.end());
     const auto x = small_values(std::size_t(max_batch) * n);

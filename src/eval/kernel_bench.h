@@ -30,14 +30,18 @@ struct KernelBenchCase {
   std::optional<bool> fused;  // rank > 0: branch inside the kernel, or as two extra BLAS passes
   double microseconds = 0;
   double bytes = 0;  // weights (codes, zeros, scales, f32 branch) that one call must read
-  double gbps = 0, fraction_of_bandwidth = 0;
+  double gbps = 0;
+  // The read bandwidth measured right after this case (this VM's drifts by tens of percent within minutes, so
+  // one figure for the whole run would flatter or wrong cases) and gbps as a fraction of it.
+  double bandwidth_gbps = 0, fraction_of_bandwidth = 0;
 };
 
-// GB/s of a multi-threaded sum over 1 GiB, several streams per thread (best of a few passes).
-double measure_read_bandwidth();
+// GB/s of a multi-threaded sum over `bytes`, several streams per thread, AVX-512/AVX2 loads (best of a few
+// passes of ~`seconds` each).
+double measure_read_bandwidth(std::size_t bytes = std::size_t{1} << 30, double seconds = 0.5);
 
-// Calls `report` after each case, in order: per shape, dense baselines, then bits × rank × batch (× fused).
-void run_kernel_bench(const KernelBenchOptions& options, double bandwidth_gbps,
-                      const std::function<void(const KernelBenchCase&)>& report);
+// Calls `report` after each case, in order: per shape, dense baselines, then bits × rank × batch (× fused,
+// × float/int8 activations).
+void run_kernel_bench(const KernelBenchOptions& options, const std::function<void(const KernelBenchCase&)>& report);
 
 }  // namespace fbq

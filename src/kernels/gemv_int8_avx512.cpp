@@ -18,28 +18,32 @@ FBQ_AVX512_VNNI inline __m512i broadcast_4_bytes(const std::int8_t* q) {
 }
 
 // Slice s of a chunk: the codes of columns j+4s … j+4s+3 of all 16 rows, one per byte.
-template <int Bits, int Slice>
-FBQ_AVX512_VNNI inline __m512i slice_codes(const std::uint8_t* chunk, __m512i loaded) {
+template <int Bits>
+FBQ_AVX512_VNNI inline __m512i slice_codes(const std::uint8_t* chunk, __m512i loaded, int slice) {
   if constexpr (Bits == 8) {
     return loaded;
   } else {
     constexpr int kWidth = Bits == 3 ? 2 : Bits;
-    const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(loaded, kWidth * Slice),
+    const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(loaded, kWidth * slice),
                                            _mm512_set1_epi8(static_cast<char>((1 << kWidth) - 1)));
     if constexpr (Bits != 3) return codes;
     std::uint64_t high;
-    std::memcpy(&high, chunk + 64 + 8 * Slice, 8);
+    std::memcpy(&high, chunk + 64 + 8 * slice, 8);
     return _mm512_mask_add_epi8(codes, _cvtu64_mask64(high), codes, _mm512_set1_epi8(4));
   }
 }
 
-template <int Bits, int Batch, int Slice = 0>
-FBQ_AVX512_VNNI inline void chunk_dot(const std::uint8_t* chunk, __m512i loaded, const std::int8_t* const* q,
-                                      int column, __m512i* acc) {
-  const __m512i codes = slice_codes<Bits, Slice>(chunk, loaded);
-  for (int t = 0; t < Batch; ++t)
-    acc[t] = _mm512_dpbusd_epi32(acc[t], codes, broadcast_4_bytes(q[t] + column + 4 * Slice));
-  if constexpr (Slice + 1 < int8_chunk_columns(Bits) / 4) chunk_dot<Bits, Batch, Slice + 1>(chunk, loaded, q, column, acc);
+// acc[t] += the chunk's 16 row sums of c·q for token t.
+template <int Bits, int Batch>
+FBQ_AVX512_VNNI inline void chunk_dot(const std::uint8_t* chunk, const std::int8_t* const* q, int column, __m512i* acc) {
+  const __m512i loaded = _mm512_loadu_si512(chunk);
+#pragma GCC unroll 4
+  for (int slice = 0; slice < int8_chunk_columns(Bits) / 4; ++slice) {
+    const __m512i codes = slice_codes<Bits>(chunk, loaded, slice);
+#pragma GCC unroll 8
+    for (int t = 0; t < Batch; ++t)
+      acc[t] = _mm512_dpbusd_epi32(acc[t], codes, broadcast_4_bytes(q[t] + column + 4 * slice));
+  }
 }
 
 template <int Bits, int Batch>
@@ -56,7 +60,7 @@ FBQ_AVX512_VNNI void tiles_kernel(const Int8Args& a, int first_tile, int end_til
       __m512i acc[Batch];
       for (int t = 0; t < Batch; ++t) acc[t] = _mm512_setzero_si512();
       for (int j = g * w.group_size, end = j + w.group_size; j < end; j += kColumns, chunk += kBytes)
-        chunk_dot<Bits, Batch>(chunk, _mm512_loadu_si512(chunk), q, j, acc);
+        chunk_dot<Bits, Batch>(chunk, q, j, acc);
       const TileGroupMeta& meta = w.meta[static_cast<std::size_t>(tile) * w.groups + g];
       const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(meta.scale)));
       const __m512i zero = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(meta.zero)));
