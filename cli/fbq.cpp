@@ -410,8 +410,9 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", threads, "worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   bool exact_activations = false;
   app.add_flag("--exact-activations", exact_activations,
-               "decode packed models with float activations (the reference) instead of int8 activations "
-               "(docs/FORMAT.md, integer tiles; also FBQ_ACTIVATIONS=float)");
+               "run packed models with float activations everywhere (the reference) instead of int8 activations "
+               "(decode by default; generate, chat and bench also prefill with them; docs/FORMAT.md, integer tiles; "
+               "FBQ_ACTIVATIONS=float|int8-decode|int8 sets it too)");
 
   ModelArgs ppl_model;
   std::string ppl_text = FBQ_DATA_DIR "/eval.txt";
@@ -678,8 +679,11 @@ int main(int argc, char** argv) {
       omp_set_num_threads(threads);
       openblas_set_num_threads(threads);
     }
-    if (exact_activations) fbq::set_decode_activations(fbq::DecodeActivations::exact);
-    fbq::decode_activations();  // a bad FBQ_ACTIVATIONS fails here, before any work
+    if (exact_activations)
+      fbq::set_activations(fbq::Activations::exact);
+    else if (!fbq::activations_from_environment() && (*generate || *chat || *bench))
+      fbq::set_activations(fbq::Activations::int8);  // serving: the fastest path for the prompt too
+    fbq::activations();                              // a bad FBQ_ACTIVATIONS fails here, before any work
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
     if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
     if (*eval) run_eval(eval_model, eval_args);

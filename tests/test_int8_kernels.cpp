@@ -177,28 +177,35 @@ TEST(Int8Kernels, CloseToTheFloatPath) {
   });
 }
 
-// PackedLinear::forward: int8 for up to 8 tokens (the default), the float kernel with exact activations, the
-// dequantize + GEMM path for more tokens whatever the setting.
-TEST(Int8Kernels, ForwardTakesTheIntegerPathForDecodeByDefault) {
-  const auto before = decode_activations();
+// PackedLinear::forward under each setting: int8_decode (the default) takes the tiles for up to 8 tokens and the
+// dequantize + GEMM path beyond; int8 takes the tiles for any batch; exact the float kernel and the GEMM path.
+TEST(Int8Kernels, ForwardFollowsTheActivationsSetting) {
+  const auto before = activations();
   const auto linear = make_linear(37, kCols, 3, 64, 7, true, 5);
   const auto tiles = repack_int8_tiles(linear.kernel_view());
-  for (const int batch : {1, 8, 11}) {
-    const auto x = unaligned_input(batch, kCols, 9);
-    std::vector<float> y(static_cast<std::size_t>(batch) * 37), exact(y.size()), float_kernel(y.size());
-    set_decode_activations(DecodeActivations::int8);
+  const auto forward = [&](Activations mode, const Input& x, int batch) {
+    set_activations(mode);
+    std::vector<float> y(static_cast<std::size_t>(batch) * 37);
     linear.forward(x.data(), batch, y.data());
-    set_decode_activations(DecodeActivations::exact);
-    linear.forward(x.data(), batch, exact.data());
+    return y;
+  };
+  for (const int batch : {1, 8, 11}) {
+    SCOPED_TRACE(fmt::format("batch {}", batch));
+    const auto x = unaligned_input(batch, kCols, 9);
+    std::vector<float> float_kernel(static_cast<std::size_t>(batch) * 37);
     gemv_packed(linear.kernel_view(), x.data(), batch, float_kernel.data());
+    const auto int8 = run_int8(tiles, x.data(), batch, KernelIsa::best);
+    const auto exact = forward(Activations::exact, x, batch);
+    EXPECT_EQ(forward(Activations::int8, x, batch), int8);
     if (batch <= kKernelMaxBatch) {
-      EXPECT_EQ(y, run_int8(tiles, x.data(), batch, KernelIsa::best)) << batch;
-      EXPECT_EQ(exact, float_kernel) << batch;
+      EXPECT_EQ(forward(Activations::int8_decode, x, batch), int8);
+      EXPECT_EQ(exact, float_kernel);
     } else {
-      EXPECT_EQ(y, exact) << "prefill ignores the setting";
+      EXPECT_EQ(forward(Activations::int8_decode, x, batch), exact) << "prefill stays in floats";
+      EXPECT_NE(exact, int8);
     }
   }
-  set_decode_activations(before);
+  set_activations(before);
 }
 
 TEST(Int8Kernels, RefusesWhatTheTilesCannotHold) {

@@ -94,8 +94,8 @@ TEST(Kernels, ScalarMatchesForwardReference) {
 }
 
 TEST(Kernels, ForwardUsesKernelUpToEightTokensAndChunksLargerBatches) {
-  const auto before = decode_activations();
-  set_decode_activations(DecodeActivations::exact);  // the float kernel (int8: test_int8_kernels.cpp)
+  const auto before = activations();
+  set_activations(Activations::exact);  // the float kernel (int8: test_int8_kernels.cpp)
   const auto linear = make_linear(37, kCols, 3, 64, 7, true, 5);
   const auto view = linear.kernel_view();
   for (const int batch : {1, 5, 8, 11}) {  // 11: forward takes the GEMM path, gemv_packed runs 8 + 3
@@ -109,7 +109,7 @@ TEST(Kernels, ForwardUsesKernelUpToEightTokensAndChunksLargerBatches) {
     expect_close(forward, want, magnitude, 1e-5);
     expect_close(kernel, want, magnitude, 1e-5);
   }
-  set_decode_activations(before);
+  set_activations(before);
 }
 
 TEST(Kernels, LayersAboveTheThreadingThresholdMatch) {

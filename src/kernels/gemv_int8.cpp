@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 #include "io/dtype.h"
 #include "kernels/gemv_int8_internal.h"
@@ -242,11 +244,13 @@ void gemv_int8_chunk(const Int8Tiles& w, const float* x, int batch, float* y, Ke
 
 std::atomic<int> activations_mode{-1};  // -1: not read from the environment yet
 
-DecodeActivations activations_from_environment() {
+std::optional<Activations> environment_activations() {
   const char* value = std::getenv("FBQ_ACTIVATIONS");
-  if (!value || !*value || std::string_view(value) == "int8") return DecodeActivations::int8;
-  if (std::string_view(value) == "float") return DecodeActivations::exact;
-  fail("FBQ_ACTIVATIONS must be int8 or float (got '{}')", value);
+  if (!value || !*value) return std::nullopt;
+  for (const auto& [name, mode] : {std::pair{"float", Activations::exact}, std::pair{"int8-decode", Activations::int8_decode},
+                                   std::pair{"int8", Activations::int8}})
+    if (std::string_view(value) == name) return mode;
+  fail("FBQ_ACTIVATIONS must be float, int8-decode or int8 (got '{}')", value);
 }
 
 }  // namespace
@@ -259,11 +263,13 @@ void gemv_int8(const Int8Tiles& w, const float* x, int batch, float* y, KernelIs
                     y + static_cast<std::size_t>(t) * w.rows, chosen);
 }
 
-void set_decode_activations(DecodeActivations mode) { activations_mode = static_cast<int>(mode); }
+void set_activations(Activations mode) { activations_mode = static_cast<int>(mode); }
 
-DecodeActivations decode_activations() {
-  if (activations_mode < 0) activations_mode = static_cast<int>(activations_from_environment());
-  return static_cast<DecodeActivations>(activations_mode.load());
+Activations activations() {
+  if (activations_mode < 0) activations_mode = static_cast<int>(environment_activations().value_or(Activations::int8_decode));
+  return static_cast<Activations>(activations_mode.load());
 }
+
+bool activations_from_environment() { return environment_activations().has_value(); }
 
 }  // namespace fbq

@@ -91,10 +91,14 @@ bool int8_isa_supported(KernelIsa isa);
 // ISA of the packed kernel (FBQ_KERNEL_ISA), lowered to avx2 where AVX512-VNNI is missing.
 void gemv_int8(const Int8Tiles& w, const float* x, int batch, float* y, KernelIsa isa = KernelIsa::best);
 
-// Which numerics decode (≤ kKernelMaxBatch tokens) of packed linears uses: int8 activations (the default) or
-// the float path (--exact-activations, or FBQ_ACTIVATIONS=float; FBQ_ACTIVATIONS=int8 the default).
-enum class DecodeActivations { int8, exact };
-void set_decode_activations(DecodeActivations mode);
-DecodeActivations decode_activations();
+// Where packed linears use int8 activations. int8_decode (the default): decode steps (≤ kKernelMaxBatch tokens),
+// while prefill dequantizes into float GEMMs, so the quality commands (perplexity, compare, eval) measure the
+// float path. int8: prefill too, in chunks of 8 tokens through the same tiles (what generate, chat and bench
+// use). exact: the float path everywhere (--exact-activations). FBQ_ACTIVATIONS=float|int8-decode|int8 sets it
+// from the environment (and then the commands keep it).
+enum class Activations { exact, int8_decode, int8 };
+void set_activations(Activations mode);
+Activations activations();
+bool activations_from_environment();  // whether FBQ_ACTIVATIONS chose (a bad value throws fbq::Error)
 
 }  // namespace fbq

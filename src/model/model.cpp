@@ -1,9 +1,11 @@
 #include "model/model.h"
 
+#include "io/dtype.h"
 #include "io/gguf.h"
 #include "io/gguf_checkpoint.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "pack/bf16_linear.h"
 #include "pack/packed_linear.h"
 #include "util/error.h"
 
@@ -153,7 +155,17 @@ std::vector<float> CheckpointReader::final_norm() const { return impl_->store.lo
 
 std::unique_ptr<Linear> CheckpointReader::lm_head() const {
   if (config_.tie_embeddings) return nullptr;
-  if (!impl_->store.find("lm_head.weight")) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
+  const auto* head = impl_->store.find("lm_head.weight");
+  if (!head) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
+  if (config_.quant_bits > 0 && head->dtype == DType::BF16) {  // packed model: decode reads all of it, keep bf16
+    auto weights = load_raw<std::uint16_t>(impl_->store, "lm_head.weight", DType::BF16, {config_.vocab_size, config_.dim});
+    std::vector<float> row(config_.dim);
+    for (std::int64_t r = 0; r < config_.vocab_size; ++r) {  // the loader's finiteness check, a row at a time
+      for (int j = 0; j < config_.dim; ++j) row[j] = bf16_to_float(weights[r * config_.dim + j]);
+      check_finite("lm_head.weight", row);
+    }
+    return std::make_unique<Bf16Linear>(config_.vocab_size, config_.dim, std::move(weights));
+  }
   return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim);
 }
 

@@ -219,12 +219,15 @@ const Int8Tiles* PackedLinear::int8_tiles() const {
 
 void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
-  if (n_tokens <= kKernelMaxBatch) {  // decode: memory-bound, stream the weights once (fused kernels)
-    const Int8Tiles* tiles = decode_activations() == DecodeActivations::int8 ? int8_tiles() : nullptr;
-    if (tiles)
+  const Activations mode = activations();
+  const bool decode = n_tokens <= kKernelMaxBatch;
+  if (mode == Activations::int8 || (decode && mode == Activations::int8_decode))
+    if (const Int8Tiles* tiles = int8_tiles()) {  // the integer tiles, 8 tokens per pass (compute-bound beyond)
       gemv_int8(*tiles, x, n_tokens, y);
-    else
-      gemv_packed(kernel_view(), x, n_tokens, y);
+      return;
+    }
+  if (decode) {  // memory-bound: stream the packed weights once (fused kernel)
+    gemv_packed(kernel_view(), x, n_tokens, y);
     return;
   }
   // Prefill: dequantize tiles of rows (in parallel) and multiply each with one GEMM. Tiles of ~1M weights
