@@ -171,9 +171,27 @@ def text_seeds():
     write("text", "table.csv", b'question,answer\n"a, quoted ""field""",yes\nplain,no\n')
 
 
+def zeroshot_seeds():
+    """One hand-written record per lm-eval format (fuzz_zeroshot writes its input as every task's file)."""
+    import bz2
+    write("zeroshot", "arc.jsonl", b'{"id": "q1", "question": {"stem": "Which is a gas?", "choices": [{"text": "air", '
+          b'"label": "A"}, {"text": "rock", "label": "B"}]}, "answerKey": "A"}\n')
+    write("zeroshot", "piqa.jsonl", b'{"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Freeze it."}\n')
+    write("zeroshot", "piqa-labels.lst", b"0\n")
+    write("zeroshot", "hellaswag.txt.bz2", bz2.compress(b"A man sits down. He\n2\nflies.\nsings.\nreads a book.\nswims.\n"))
+    write("zeroshot", "winogrande.jsonl", b'{"sentence": "The cup fell off the table because _ was slippery.", '
+          b'"option1": "the cup", "option2": "the table", "answer": "2"}\n')
+    write("zeroshot", "boolq.jsonl", b'{"question": "is the sky blue", "passage": "The sky is blue.", "label": true}\n')
+    write("zeroshot", "openbookqa.jsonl", b'{"id": "7", "question": {"stem": "The sun is a", "choices": [{"text": "star", '
+          b'"label": "A"}, {"text": "moon", "label": "B"}]}, "answerKey": "A"}\n')
+    write("zeroshot", "lambada.jsonl", b'{"text": "She opened the door and saw her old friend"}\n')
+    write("zeroshot", "mmlu.csv", b'"What is 2+2?",3,4,5,6,B\n')
+
+
 if __name__ == "__main__":
     model_dir_seeds()
     llama2c_seeds()
     text_seeds()
+    zeroshot_seeds()
     sentencepiece_seed()
     print(f"wrote seeds under {CORPUS}")

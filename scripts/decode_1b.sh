@@ -13,7 +13,7 @@ base=build/models/tinyllama-1.1b-random
 bench_row() {  # bench_row LABEL DIR ACTIVATIONS
   echo "== decode-1b: $1 ($3 activations)" >&2
   FBQ_ACTIVATIONS=$3 "$FBQ" bench "$2" --json 2>/dev/null |
-    sed "s/^{/{\"label\":\"$1\",\"activations\":\"$3\",\"coretype\":\"${OPENBLAS_CORETYPE:-unset}\",/" >> "$RESULTS"
+    sed "s/^{/{\"label\":\"$1, $3 activations\",\"coretype\":\"${OPENBLAS_CORETYPE:-unset}\",/" >> "$RESULTS"
 }
 quantized() {  # quantized LABEL NAME QUANTIZE_ARGS...
   local label=$1 dir=build/models/tinyllama-1.1b-random-$2; shift 2

@@ -106,6 +106,12 @@ std::vector<double> int8_formula(const PackedLinear& linear, const float* x, int
   return y;
 }
 
+template <typename Want>
+void expect_within_1e5(const std::vector<float>& got, const std::vector<Want>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << "output " << i;
+}
+
 std::vector<float> run_int8(const Int8Tiles& tiles, const float* x, int batch, KernelIsa isa) {
   std::vector<float> y(static_cast<std::size_t>(batch) * tiles.rows);
   gemv_int8(tiles, x, batch, y.data(), isa);
@@ -117,9 +123,7 @@ TEST(Int8Kernels, ScalarReferenceEvaluatesTheFormula) {
     const auto tiles = repack_int8_tiles(linear.kernel_view());
     const int batch = 3;
     const auto x = unaligned_input(batch, tiles.cols, 7);
-    const auto got = run_int8(tiles, x.data(), batch, KernelIsa::scalar);
-    const auto want = int8_formula(linear, x.data(), batch);
-    for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << i;
+    expect_within_1e5(run_int8(tiles, x.data(), batch, KernelIsa::scalar), int8_formula(linear, x.data(), batch));
   });
 }
 
@@ -137,7 +141,7 @@ void expect_int8_isa_matches_scalar(KernelIsa isa) {
       if (tiles.rank == 0) {
         ASSERT_EQ(got, want);
       } else {
-        for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << i;
+        expect_within_1e5(got, want);
       }
     }
   });
@@ -151,9 +155,7 @@ TEST(Int8Kernels, BatchesAboveEightRunInChunksAndBigLayersInThreads) {
   const auto tiles = repack_int8_tiles(linear.kernel_view());
   const int batch = 11;
   const auto x = unaligned_input(batch, tiles.cols, 13);
-  const auto got = run_int8(tiles, x.data(), batch, KernelIsa::best);
-  const auto want = int8_formula(linear, x.data(), batch);
-  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << i;
+  expect_within_1e5(run_int8(tiles, x.data(), batch, KernelIsa::best), int8_formula(linear, x.data(), batch));
 }
 
 // What the int8 activations cost against the float path on random layers: a small relative error of the

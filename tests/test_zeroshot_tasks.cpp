@@ -209,6 +209,28 @@ TEST(ZeroShotTasks, BadInputIsOneClearError) {
   EXPECT_NE(error_of([&] { load_tasks({"mmlu_nothing"}, sources); }).find("unknown task 'mmlu_nothing'"), std::string::npos);
 }
 
+// The fuzz_zeroshot seeds (tests/corpus/zeroshot, fuzz/make_seeds.py) are valid files of their formats, so the
+// fuzzer starts inside every loader rather than at its first error.
+TEST(ZeroShotTasks, FuzzSeedsLoad) {
+  test::TempDir tmp;
+  const auto seeds = test::source_dir() / "tests" / "corpus" / "zeroshot";
+  const std::pair<const char*, const char*> placed[] = {
+      {"arc.jsonl", "arc_easy/ARC-Easy-Test.jsonl"}, {"piqa.jsonl", "piqa/valid.jsonl"},
+      {"piqa-labels.lst", "piqa/valid-labels.lst"}, {"hellaswag.txt.bz2", "hellaswag/hellaswag_val_full.txt.bz2"},
+      {"winogrande.jsonl", "winogrande/dev.jsonl"}, {"boolq.jsonl", "boolq/val.jsonl"},
+      {"openbookqa.jsonl", "openbookqa/test.jsonl"}, {"lambada.jsonl", "lambada_openai/lambada_test.jsonl"},
+      {"mmlu.csv", "mmlu/test/anatomy_test.csv"}};
+  for (const auto& [seed, path] : placed) {
+    std::filesystem::create_directories((tmp.path() / path).parent_path());
+    std::filesystem::copy_file(seeds / seed, tmp.path() / path);
+  }
+  TaskSources sources;
+  sources.data_dir = tmp.path();
+  for (const auto* name : {"arc_easy", "piqa", "hellaswag", "winogrande", "boolq", "openbookqa", "lambada_openai"})
+    EXPECT_EQ(load_builtin_task(name, sources).documents.size(), 1u) << name;
+  EXPECT_EQ(load_mmlu(sources, "anatomy").at(0).documents.size(), 1u);
+}
+
 TEST(TextFiles, CsvQuotingAndBz2) {
   test::TempDir tmp;
   test::write_file(tmp.path() / "a.csv", "plain,\"with, comma\",\"say \"\"hi\"\"\",\"two\nlines\"\r\nx,y\n");

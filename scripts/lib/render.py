@@ -310,21 +310,6 @@ def kernels(rows):
     return out
 
 
-def decode_1b(rows):
-    r0 = rows[0]
-    out = ["## End-to-end decode at the TinyLlama-1.1B shape", "", generated_by("decode-1b"), "",
-           f'A TinyLlama-1.1B-shaped model (22 layers, dim 2048, FFN 5632, GQA 32/4 heads, vocab 32000) with random bf16 '
-           f'weights (`scripts/random_model.py`), quantized by RTN (LQER for the branch) at g128. `fbq bench`: prefill of '
-           f'{r0["prompt_tokens"]} tokens, then {r0["decode_tokens"]} decode steps, best of 3, {r0["threads"]} threads, '
-           f'OPENBLAS_CORETYPE={r0["coretype"]}. Packed models hold embedding and `lm_head` in f32 (262 MB of the bytes '
-           "one decode step reads).", "",
-           "| model | activations | MiB held | prefill tokens/s | decode tokens/s |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f'| {r["label"]} | {r["activations"]} | {r["weight_mib"]:.1f} | {r["prefill_tokens_per_second"]:.1f} | '
-                   f'{r["decode_tokens_per_second"]:.1f} |')
-    return out
-
-
 def int8_activations(rows):
     r0 = rows[0]
     out = ["## What int8 activations cost: perplexity through the decode kernels", "", generated_by("int8-activations"), "",
@@ -344,16 +329,29 @@ def int8_activations(rows):
     return out
 
 
-def speed(rows):
-    out = ["## End-to-end speed (`fbq bench MODEL`)", "", generated_by("speed"), "",
-           f'Prefill of {rows[0]["prompt_tokens"]} tokens and {rows[0]["decode_tokens"]} decode steps, best of 3, '
-           f'{rows[0]["threads"]} threads. The quantized models come from `fbq quantize` of the bundled model '
-           "(16 calibration windows; speed does not depend on the values).", "",
-           "| model | MiB held | prefill tokens/s | decode tokens/s |", "|---|---|---|---|"]
+def speed_table(rows, digits):
+    out = ["| model | MiB held | prefill tokens/s | decode tokens/s |", "|---|---|---|---|"]
     for r in rows:
-        out.append(f'| {r["label"]} | {r["weight_mib"]:.1f} | {r["prefill_tokens_per_second"]:.0f} | '
-                   f'{r["decode_tokens_per_second"]:.0f} |')
+        out.append(f'| {r["label"]} | {r["weight_mib"]:.1f} | {r["prefill_tokens_per_second"]:.{digits}f} | '
+                   f'{r["decode_tokens_per_second"]:.{digits}f} |')
     return out
+
+
+def speed(rows):
+    return ["## End-to-end speed (`fbq bench MODEL`)", "", generated_by("speed"), "",
+            f'Prefill of {rows[0]["prompt_tokens"]} tokens and {rows[0]["decode_tokens"]} decode steps, best of 3, '
+            f'{rows[0]["threads"]} threads. The quantized models come from `fbq quantize` of the bundled model '
+            "(16 calibration windows; speed does not depend on the values).", ""] + speed_table(rows, 0)
+
+
+def decode_1b(rows):
+    r0 = rows[0]
+    return ["## End-to-end decode at the TinyLlama-1.1B shape", "", generated_by("decode-1b"), "",
+            "A TinyLlama-1.1B-shaped model (22 layers, dim 2048, FFN 5632, GQA 32/4 heads, vocab 32000) with random bf16 "
+            "weights (`scripts/random_model.py`), quantized by RTN (LQER for the branch) at g128. `fbq bench`: prefill of "
+            f'{r0["prompt_tokens"]} tokens, then {r0["decode_tokens"]} decode steps, best of 3, {r0["threads"]} threads, '
+            f'OPENBLAS_CORETYPE={r0["coretype"]}. Packed models keep `lm_head` in bf16 as stored (131 MB that every decode '
+            "step reads) and the embedding in f32 (only the token's row is read).", ""] + speed_table(rows, 1)
 
 
 def fbquant_cost(rows):
