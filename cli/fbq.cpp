@@ -16,6 +16,7 @@
 #include "eval/chat.h"
 #include "eval/generate.h"
 #include "eval/kernel_bench.h"
+#include "eval/checkpoint_bench.h"
 #include "eval/method_bench.h"
 #include "eval/perplexity.h"
 #include "eval/speed.h"
@@ -667,6 +668,19 @@ int main(int argc, char** argv) {
   method_bench->add_option("-O,--method-opt", method_settings_bench, "method setting KEY=VALUE");
   method_bench->add_option("--seed", method_options.seed, "seed of the synthetic layer")->capture_default_str();
   method_bench->add_flag("--json", method_json, "one JSON object");
+  int checkpoint_hidden = 4096, checkpoint_windows = 128, checkpoint_seqlen = 256;
+  bool checkpoint_float_stream = false;
+  std::string checkpoint_dir = ".";
+  auto* checkpoint_bench = bench->add_subcommand(
+      "checkpoint", "time one layer's checkpoint of `fbq quantize` (the calibration stream + checkpoint.json) at a "
+                    "model shape (default: Llama-2-7B's hidden size, 128 windows of 256 tokens)");
+  checkpoint_bench->add_option("--hidden", checkpoint_hidden, "hidden size")->capture_default_str()->check(CLI::PositiveNumber);
+  checkpoint_bench->add_option("--windows", checkpoint_windows, "calibration windows (--nsamples + --val-samples)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  checkpoint_bench->add_option("--seqlen", checkpoint_seqlen, "tokens per window")->capture_default_str()->check(CLI::PositiveNumber);
+  checkpoint_bench->add_flag("--float-stream", checkpoint_float_stream,
+                             "the float model's stream too (--float-target, --report-float-error)");
+  checkpoint_bench->add_option("--dir", checkpoint_dir, "where to write (the output's filesystem)")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -690,7 +704,14 @@ int main(int argc, char** argv) {
     if (*generate) run_generate(gen_model, prompt, gen_options);
     if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
-    if (*method_bench) {
+    if (*checkpoint_bench) {
+      const auto cost = fbq::measure_checkpoint_cost(checkpoint_dir, checkpoint_hidden, checkpoint_windows,
+                                                     checkpoint_seqlen, checkpoint_float_stream);
+      fmt::print("checkpoint of one layer (hidden {}, {} windows of {} tokens{}): {:.1f} MB in {:.3f} s ({:.2f} GB/s), "
+                 "best of 3, in {}\n", checkpoint_hidden, checkpoint_windows, checkpoint_seqlen,
+                 checkpoint_float_stream ? ", float stream too" : "", cost.bytes / 1e6, cost.seconds,
+                 cost.bytes / cost.seconds / 1e9, std::filesystem::absolute(checkpoint_dir).string());
+    } else if (*method_bench) {
       parse_method_settings(method_settings_bench, method_options);
       if (!fbq::make_method(bench_method_name)->uses_rank()) method_options.rank = 0;
       run_bench_method(bench_method_name, method_rows, method_cols, method_options, method_json);

@@ -347,6 +347,22 @@ TEST_F(QuantizePipeline, CliReportsErrorsInOneLine) {
   EXPECT_EQ(message, "fbq: error: --group-size 96 does not divide the input dimension 1024\n");
 }
 
+// `fbq bench checkpoint` commits one layer's checkpoint of the given shape: the stream's bytes plus
+// checkpoint.json, and nothing is left behind.
+TEST(BenchCli, CheckpointCostCountsTheStreamAndCleansUp) {
+  test::TempDir tmp;
+  const auto out = tmp.path() / "out.txt";
+  const auto command = fmt::format("'{}' bench checkpoint --hidden 64 --windows 4 --seqlen 32 --float-stream --dir '{}' >'{}'",
+                                   FBQ_CLI_PATH, tmp.path().string(), out.string());
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const auto line = test::read_file(out);
+  // 2 streams × 64 × 4 × 32 floats = 65,536 bytes, plus a JSON file of a few hundred.
+  EXPECT_NE(line.find("checkpoint of one layer (hidden 64, 4 windows of 32 tokens, float stream too): 0.1 MB in"),
+            std::string::npos) << line;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(tmp.path()), std::filesystem::directory_iterator()), 1)
+      << "only out.txt remains";
+}
+
 // `fbq bench` refuses impossible settings with one line and exit status 1, before measuring anything.
 TEST(BenchCli, BadSettingsFailInOneLine) {
   test::TempDir tmp;
