@@ -95,8 +95,8 @@ FBQ_AVX2 void half_tile(const Int8Args& a, int tile, int half, const std::int8_t
       y[t] = _mm256_fmadd_ps(_mm256_mul_ps(scale, _mm256_set1_ps(a.x[t].scale[g])), _mm256_cvtepi32_ps(dot), y[t]);
     }
   }
-  const std::uint16_t* b = w.branch_b.data() + static_cast<std::size_t>(tile) * w.rank * kTileRows + kHalf * half;
-  for (int k = 0; k < w.rank; ++k, b += kTileRows) {
+  for (int k = 0; k < w.rank; ++k) {  // (B is empty without a branch: no pointer into it then)
+    const std::uint16_t* b = w.branch_b.data() + (static_cast<std::size_t>(tile) * w.rank + k) * kTileRows + kHalf * half;
     const __m256 column = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
     for (int t = 0; t < Batch; ++t) y[t] = _mm256_fmadd_ps(column, _mm256_set1_ps(a.branch[t * w.rank + k]), y[t]);
   }
