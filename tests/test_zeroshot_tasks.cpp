@@ -186,6 +186,13 @@ TEST(ZeroShotTasks, BadInputIsOneClearError) {
             std::string::npos);
   test::write_file(path, "{\"context\": \"a\", \"choices\": [\"x\", \"y\"]}\n");
   EXPECT_NE(error_of([&] { load_jsonl_task(path, 0); }).find("bad.jsonl:1: missing field \"gold\""), std::string::npos);
+  // Found by fuzz_text and fuzz_zeroshot: a number beyond double's range made nlohmann::json throw out_of_range,
+  // which terminated the process (tests/corpus/regressions/zeroshot-number-overflow.jsonl is a line "0666…6").
+  test::write_file(path, "{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"gold\": 1e47777777777}\n");
+  EXPECT_NE(error_of([&] { load_jsonl_task(path, 0); }).find("bad.jsonl:1: malformed JSON ([json.exception.out_of_range.406]"),
+            std::string::npos);
+  const auto overflow = test::source_dir() / "tests" / "corpus" / "regressions" / "zeroshot-number-overflow.jsonl";
+  EXPECT_NE(error_of([&] { load_jsonl_task(overflow, 0); }).find("malformed JSON"), std::string::npos);
   test::write_file(path, "{\"context\": 3, \"choices\": [\"x\", \"y\"], \"gold\": 0}\n");
   EXPECT_NE(error_of([&] { load_jsonl_task(path, 0); }).find("\"context\" must be a string"), std::string::npos);
 

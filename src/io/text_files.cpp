@@ -119,7 +119,7 @@ void for_each_json_line(const std::filesystem::path& path,
     nlohmann::json object;
     try {
       object = nlohmann::json::parse(lines[i]);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers beyond double
       fail("{}:{}: malformed JSON ({})", path.string(), i + 1, e.what());
     }
     each(object, static_cast<int>(i + 1));
