@@ -201,6 +201,11 @@ TEST(ZeroShotTasks, BadInputIsOneClearError) {
   sources.data_dir = tmp.path();
   EXPECT_NE(error_of([&] { load_tasks({"piqa"}, sources); }).find(fmt::format("{}: file not found", (tmp.path() / "piqa" / "valid-labels.lst").string())),
             std::string::npos);
+  // Found by fuzz_zeroshot: a label of 37 digits overflowed std::stoi (std::out_of_range terminated the process).
+  std::filesystem::create_directories(tmp.path() / "piqa");
+  test::write_file(tmp.path() / "piqa" / "valid.jsonl", R"({"goal": "g", "sol1": "a", "sol2": "b"})" "\n");
+  test::write_file(tmp.path() / "piqa" / "valid-labels.lst", "1111111111111111111111111111111111111\n");
+  EXPECT_NE(error_of([&] { load_tasks({"piqa"}, sources); }).find("valid-labels.lst:1: label '1111"), std::string::npos);
   std::filesystem::create_directories(tmp.path() / "arc_easy");
   test::write_file(tmp.path() / "arc_easy" / "ARC-Easy-Test.jsonl",
                    R"({"question": {"stem": "q", "choices": [{"text": "a", "label": "A"}]}, "answerKey": "C"})" "\n");

@@ -35,7 +35,7 @@ struct LinearRow {
 };
 
 std::vector<LinearRow> linear_rows(const json& layers, const std::filesystem::path& path) {
-  static const std::regex name_pattern(R"(layers\.(\d+)\..*?(\w+?)(_proj)?$)");
+  static const std::regex name_pattern(R"(layers\.(\d{1,6})\..*?(\w+?)(_proj)?$)");  // ≤ 6 digits: std::stoi fits
   std::vector<LinearRow> rows;
   for (const auto& entry : layers) {
     const auto name = entry.value("name", std::string());

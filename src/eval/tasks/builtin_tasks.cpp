@@ -77,7 +77,9 @@ std::vector<int> read_labels(const std::filesystem::path& path) {
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const auto value = strip_whitespace(lines[i]);
     if (value.empty()) continue;
-    if (value.find_first_not_of("0123456789") != std::string::npos) fail("{}:{}: label '{}' is not an integer", path.string(), i + 1, value);
+    // Labels are choice indices: more than 9 digits is no label (and would overflow std::stoi).
+    if (value.find_first_not_of("0123456789") != std::string::npos || value.size() > 9)
+      fail("{}:{}: label '{}' is not a choice index", path.string(), i + 1, value.substr(0, 40));
     labels.push_back(std::stoi(value));
   }
   return labels;
