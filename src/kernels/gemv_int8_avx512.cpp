@@ -11,12 +11,6 @@
 namespace fbq::kernels {
 namespace {
 
-FBQ_AVX512_VNNI inline __m512i broadcast_4_bytes(const std::int8_t* q) {
-  std::int32_t word;
-  std::memcpy(&word, q, 4);
-  return _mm512_set1_epi32(word);
-}
-
 // Slice s of a chunk: the codes of columns j+4s … j+4s+3 of all 16 rows, one per byte.
 template <int Bits>
 FBQ_AVX512_VNNI inline __m512i slice_codes(const std::uint8_t* chunk, __m512i loaded, int slice) {
