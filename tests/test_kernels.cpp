@@ -16,6 +16,7 @@
 #include "pack/packed_linear.h"
 #include "quant/group_quant.h"
 #include "quant/method.h"
+#include "util/error.h"
 
 namespace fbq {
 namespace {
@@ -154,33 +155,45 @@ TEST(Kernels, PreferredIsaSteersBest) {
   set_preferred_kernel_isa(before);
 }
 
-// The bf16 baseline of `fbq bench kernels`: its AVX-512 variant against the scalar one, odd shapes, every batch.
-TEST(Kernels, DenseBf16MatchesScalar) {
-  if (!kernel_isa_supported(KernelIsa::avx512)) GTEST_SKIP() << "CPU lacks avx512";
-  for (const int cols : {256, 203}) {  // 203: a tail after the last 16 columns
-    const int rows = 37;
-    const auto values = random_values(static_cast<std::size_t>(rows) * cols, 23);
-    std::vector<std::uint16_t> w(values.size());
-    std::vector<float> widened(values.size());
-    for (std::size_t i = 0; i < w.size(); ++i) {
-      w[i] = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);  // truncation: any bf16 will do
-      widened[i] = bf16_to_float(w[i]);
+// The 16-bit float GEMV (bf16/f16 checkpoints run as stored): every SIMD variant against the scalar reference,
+// odd shapes, every batch, ≤ 1e-5 of Σ|w·x|.
+TEST(Kernels, DenseHalfMatchesScalar) {
+  for (const DType dtype : {DType::BF16, DType::F16})
+    for (const KernelIsa isa : {KernelIsa::avx2, KernelIsa::avx512}) {
+      if (!kernel_isa_supported(isa)) {
+        std::printf("[ SKIPPED  ] %s: CPU lacks it\n", kernel_isa_name(isa));
+        continue;
+      }
+      for (const int cols : {256, 203}) {  // 203: a tail after the last 16 (and 8) columns
+        const int rows = 37;
+        const auto values = random_values(static_cast<std::size_t>(rows) * cols, 23);
+        std::vector<std::uint16_t> w(values.size());
+        std::vector<float> widened(values.size());
+        for (std::size_t i = 0; i < w.size(); ++i) {
+          w[i] = dtype == DType::F16 ? float_to_half(values[i])
+                                     : static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);
+          widened[i] = dtype == DType::F16 ? half_to_float(w[i]) : bf16_to_float(w[i]);
+        }
+        for (int batch = 1; batch <= 9; ++batch) {  // 9: a chunk of 8, then 1
+          SCOPED_TRACE(fmt::format("{} {} cols {} batch {}", dtype_name(dtype), kernel_isa_name(isa), cols, batch));
+          const auto x = unaligned_input(batch, cols, 29 + batch);
+          std::vector<float> got(static_cast<std::size_t>(batch) * rows), want(got.size());
+          std::vector<double> magnitude(got.size()), exact(got.size());
+          gemv_half(dtype, w.data(), rows, cols, x.data(), batch, got.data(), isa);
+          gemv_half(dtype, w.data(), rows, cols, x.data(), batch, want.data(), KernelIsa::scalar);
+          for (int t = 0; t < batch; ++t)
+            for (int i = 0; i < rows; ++i)
+              for (int j = 0; j < cols; ++j) {
+                const double term = double(widened[static_cast<std::size_t>(i) * cols + j]) * x.data()[t * cols + j];
+                magnitude[static_cast<std::size_t>(t) * rows + i] += std::fabs(term);
+                exact[static_cast<std::size_t>(t) * rows + i] += term;
+              }
+          expect_close(got, want, magnitude, 1e-5);
+          expect_close(want, std::vector<float>(exact.begin(), exact.end()), magnitude, 1e-5);  // the reference itself
+        }
+      }
     }
-    for (int batch = 1; batch <= 9; ++batch) {  // 9: a chunk of 8, then 1
-      SCOPED_TRACE(fmt::format("cols {} batch {}", cols, batch));
-      const auto x = unaligned_input(batch, cols, 29 + batch);
-      std::vector<float> got(static_cast<std::size_t>(batch) * rows), want(got.size());
-      std::vector<double> magnitude(got.size());
-      gemv_bf16(w.data(), rows, cols, x.data(), batch, got.data(), KernelIsa::avx512);
-      gemv_bf16(w.data(), rows, cols, x.data(), batch, want.data(), KernelIsa::scalar);
-      for (int t = 0; t < batch; ++t)
-        for (int i = 0; i < rows; ++i)
-          for (int j = 0; j < cols; ++j)
-            magnitude[static_cast<std::size_t>(t) * rows + i] +=
-                std::fabs(double(widened[static_cast<std::size_t>(i) * cols + j]) * x.data()[t * cols + j]);
-      expect_close(got, want, magnitude, 1e-5);
-    }
-  }
+  EXPECT_THROW(gemv_half(DType::F32, nullptr, 1, 1, nullptr, 1, nullptr), Error);
 }
 
 }  // namespace

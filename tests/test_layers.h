@@ -89,12 +89,14 @@ inline const RealLayer& real_q_proj_layer() {
     const int dim = model.config.dim;
     const auto& decoder = model.layers[0];
     std::vector<float> x(ids.size() * dim);
-    for (std::size_t t = 0; t < ids.size(); ++t)
-      rms_norm(&(*model.embedding)[static_cast<std::size_t>(ids[t]) * dim], decoder.attn_norm.data(), dim,
-               model.config.rms_eps, &x[t * dim]);
+    std::vector<float> row(dim);
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      model.embedding.widen_rows(ids[t], 1, row.data());
+      rms_norm(row.data(), decoder.attn_norm.data(), dim, model.config.rms_eps, &x[t * dim]);
+    }
     out.m = decoder.q_proj->out_features();
     out.n = decoder.q_proj->in_features();
-    out.weights = dynamic_cast<const DenseLinear&>(*decoder.q_proj).weights();
+    out.weights = dynamic_cast<const DenseLinear&>(*CheckpointReader(model_dir).layer(0).q_proj).weights();
     out.stats = stats_from_activations(x, dim);
     return out;
   }();

@@ -146,8 +146,11 @@ TEST_F(ModelFiles, TinyModelLoadsAndRuns) {
 TEST_F(ModelFiles, HalfPrecisionDtypesGiveTheSameModel) {
   const auto reference = logits(load(write_model(safetensors_bytes(tiny_tensors("F32")))));
   for (const char* dtype : {"F16", "BF16"}) {
+    // The weights are exact copies of the F32 ones; half weights stay as stored and run through the half
+    // kernels, whose summation order differs from the float path, so agreement is to rounding only.
     const auto converted = logits(load(write_model(safetensors_bytes(tiny_tensors(dtype)))));
-    ASSERT_EQ(converted, reference) << dtype << " weights are exact copies of the F32 ones";
+    ASSERT_EQ(converted.size(), reference.size());
+    for (size_t i = 0; i < reference.size(); ++i) ASSERT_NEAR(converted[i], reference[i], 1e-5f) << dtype << " logit " << i;
   }
 }
 

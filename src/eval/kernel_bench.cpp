@@ -99,7 +99,7 @@ struct Bench {
     for (std::size_t i = 0; i < one.size(); ++i) one[i] = static_cast<std::uint16_t>(0x3c00 + (i % 251));
     std::vector<std::vector<std::uint16_t>> bf16(copies_for(2.0 * m * n, options.footprint), one);
     const double bf16_seconds = seconds_per_call(
-        [&](int i) { gemv_bf16(bf16[i % bf16.size()].data(), m, n, x.data(), batch, y.data()); }, options.seconds_per_case);
+        [&](int i) { gemv_half(DType::BF16, bf16[i % bf16.size()].data(), m, n, x.data(), batch, y.data()); }, options.seconds_per_case);
     const auto isa = kernel_isa_supported(KernelIsa::avx512) ? "avx512" : "scalar";
     emit({shape, "bf16", isa, 16, 0, 0, batch, {}, 0, 2.0 * m * n}, bf16_seconds);
   }

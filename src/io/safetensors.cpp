@@ -114,7 +114,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
 
 void TensorStore::add(std::shared_ptr<const void> owner, TensorView view) {
   if (by_name_.contains(view.name)) fail("{}: tensor '{}' appears twice", source_.string(), view.name);
-  if (owners_.empty() || owners_.back() != owner) owners_.push_back(std::move(owner));
+  owners_.emplace(view.name, std::move(owner));
   auto name = view.name;
   by_name_.emplace(std::move(name), std::move(view));
 }
@@ -172,6 +172,11 @@ const TensorView& TensorStore::get(const std::string& name) const {
   const auto* view = find(name);
   if (!view) fail("{}: tensor '{}' is missing", source_.string(), name);
   return *view;
+}
+
+std::shared_ptr<const void> TensorStore::owner(const std::string& name) const {
+  get(name);
+  return owners_.at(name);
 }
 
 std::vector<const TensorView*> TensorStore::all() const {

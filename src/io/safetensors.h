@@ -51,6 +51,8 @@ class TensorStore {
 
   const TensorView* find(const std::string& name) const;
   const TensorView& get(const std::string& name) const;  // throws "tensor X is missing from ..."
+  // What keeps tensor `name`'s bytes alive (its mapped file): hold it to use the bytes after the store is gone.
+  std::shared_ptr<const void> owner(const std::string& name) const;
   std::vector<const TensorView*> all() const;            // sorted by name
   const std::filesystem::path& source() const { return source_; }
 
@@ -59,7 +61,7 @@ class TensorStore {
 
  private:
   std::filesystem::path source_;
-  std::vector<std::shared_ptr<const void>> owners_;
+  std::map<std::string, std::shared_ptr<const void>> owners_;
   std::map<std::string, TensorView> by_name_;
 };
 

@@ -1,6 +1,10 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <map>
+#include <numbers>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -25,7 +29,94 @@ T optional_value(const json& config, const char* key, T fallback, const std::str
   return it->get<T>();
 }
 
+// bos/eos ids: an integer, a list whose first entry is used (Llama-3 lists several eos ids), or null.
+int token_id(const json& config, const char* key, int fallback, const std::string& source) {
+  const auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  const json& value = it->is_array() && !it->empty() ? it->front() : *it;
+  if (!value.is_number_integer()) fail("{}: '{}' must be an integer or a list of integers", source, key);
+  return value.get<int>();
+}
+
+float required_float(const json& object, const char* key, const std::string& source) {
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_number()) fail("{}: rope_scaling needs a number '{}'", source, key);
+  return it->get<float>();
+}
+
+RopeScaling parse_rope_scaling(const json& config, const std::string& source) {
+  RopeScaling scaling;
+  const auto it = config.find("rope_scaling");
+  if (it == config.end() || it->is_null()) return scaling;
+  if (!it->is_object()) fail("{}: rope_scaling must be an object or null", source);
+  const json& s = *it;
+  const auto type = s.value("rope_type", s.value("type", std::string("default")));
+  if (type == "default") return scaling;
+  if (type != "linear" && type != "llama3")
+    fail("{}: rope_scaling type '{}' is not supported (linear and llama3 are)", source, type);
+  scaling.factor = required_float(s, "factor", source);
+  if (!(scaling.factor >= 1.0f)) fail("{}: rope_scaling factor must be at least 1", source);
+  if (type == "linear") {
+    scaling.type = RopeScaling::Type::linear;
+    return scaling;
+  }
+  scaling.type = RopeScaling::Type::llama3;
+  scaling.low_freq_factor = required_float(s, "low_freq_factor", source);
+  scaling.high_freq_factor = required_float(s, "high_freq_factor", source);
+  scaling.original_max_positions = static_cast<int>(required_float(s, "original_max_position_embeddings", source));
+  if (!(scaling.low_freq_factor > 0.0f && scaling.high_freq_factor > scaling.low_freq_factor) ||
+      scaling.original_max_positions <= 0)
+    fail("{}: llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor and a positive "
+         "original_max_position_embeddings", source);
+  return scaling;
+}
+
+// What each model_type adds to the plain Llama decoder: biases and a sliding window.
+void parse_architecture(const json& config, const std::string& source, ModelConfig& c) {
+  if (const auto act = config.find("hidden_act"); act != config.end() && act->is_string() && *act != "silu")
+    fail("{}: hidden_act '{}' is not supported (SwiGLU with silu is)", source, act->get<std::string>());
+  if (optional_value<bool>(config, "mlp_bias", false, source)) fail("{}: mlp_bias is not supported", source);
+  if (c.model_type == "qwen2") {
+    c.qkv_bias = true;
+    if (optional_value<bool>(config, "use_sliding_window", false, source))
+      c.sliding_window = optional_value<int>(config, "sliding_window", 0, source);
+    return;
+  }
+  c.qkv_bias = c.o_bias = optional_value<bool>(config, "attention_bias", false, source);
+  // MistralConfig's default window is 4096; an explicit null (Mistral-7B-v0.2 and later) means none.
+  if (c.model_type == "mistral")
+    c.sliding_window = config.contains("sliding_window") ? optional_value<int>(config, "sliding_window", 0, source) : 4096;
+}
+
 }  // namespace
+
+int ModelConfig::max_exact_positions() const {
+  return sliding_window > 0 ? std::min(max_seq_len, sliding_window) : max_seq_len;
+}
+
+std::vector<float> ModelConfig::rope_inverse_frequencies() const {
+  const int half = head_dim / 2;
+  std::vector<float> inv_freq(half);
+  for (int i = 0; i < half; ++i)
+    inv_freq[i] = 1.0f / std::pow(rope_theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  const auto& s = rope_scaling;
+  if (s.type == RopeScaling::Type::linear)
+    for (float& f : inv_freq) f /= s.factor;
+  if (s.type == RopeScaling::Type::llama3) {
+    const float original = static_cast<float>(s.original_max_positions);
+    const float low_freq_wavelen = original / s.low_freq_factor, high_freq_wavelen = original / s.high_freq_factor;
+    for (float& f : inv_freq) {
+      const float wavelen = 2.0f * std::numbers::pi_v<float> / f;
+      if (wavelen > low_freq_wavelen) {
+        f /= s.factor;
+      } else if (!(wavelen < high_freq_wavelen)) {
+        const float smooth = (original / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1.0f - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  }
+  return inv_freq;
+}
 
 void ModelConfig::validate(const std::string& source) const {
   const auto positive = [&](int value, const char* name) {
@@ -44,6 +135,7 @@ void ModelConfig::validate(const std::string& source) const {
   if (head_dim % 2 != 0) fail("{}: head dimension {} must be even for RoPE", source, head_dim);
   if (!(rms_eps > 0.0f)) fail("{}: rms_norm_eps must be positive", source);
   if (!(rope_theta > 0.0f)) fail("{}: rope_theta must be positive", source);
+  if (sliding_window < 0) fail("{}: sliding_window must be positive or null", source);
 }
 
 ModelConfig parse_hf_config(const std::filesystem::path& path) {
@@ -53,15 +145,14 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   const json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) fail("{}: malformed JSON", source);
 
-  if (const auto type = config.find("model_type"); type != config.end() && type->is_string()) {
-    const auto name = type->get<std::string>();
-    if (name != "llama" && name != "mistral")
-      fail("{}: model_type '{}' is not a LLaMA-family decoder this runtime supports", source, name);
-  }
-  if (const auto scaling = config.find("rope_scaling"); scaling != config.end() && !scaling->is_null())
-    fail("{}: rope_scaling is not supported yet", source);
-
   ModelConfig c;
+  if (const auto type = config.find("model_type"); type != config.end() && type->is_string()) {
+    c.model_type = type->get<std::string>();
+    if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
+      fail("{}: model_type '{}' is not a decoder this runtime supports (llama, mistral, qwen2)", source, c.model_type);
+  }
+  parse_architecture(config, source, c);
+  c.rope_scaling = parse_rope_scaling(config, source);
   c.dim = required_int(config, "hidden_size", source);
   c.hidden_dim = required_int(config, "intermediate_size", source);
   c.n_layers = required_int(config, "num_hidden_layers", source);
@@ -73,8 +164,8 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   c.rms_eps = optional_value<float>(config, "rms_norm_eps", 1e-6f, source);
   c.rope_theta = optional_value<float>(config, "rope_theta", 10000.0f, source);
   c.tie_embeddings = optional_value<bool>(config, "tie_word_embeddings", false, source);
-  c.bos_id = optional_value<int>(config, "bos_token_id", 1, source);
-  c.eos_id = optional_value<int>(config, "eos_token_id", 2, source);
+  c.bos_id = token_id(config, "bos_token_id", 1, source);
+  c.eos_id = token_id(config, "eos_token_id", 2, source);
   if (const auto quant = config.find("quantization_config"); quant != config.end()) {
     if (!quant->is_object()) fail("{}: quantization_config must be an object", source);
     const auto format = quant->value("format", std::string());
@@ -86,6 +177,45 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   }
   c.validate(source);
   return c;
+}
+
+json to_hf_config(const ModelConfig& c) {
+  static const std::map<std::string, const char*> kArchitectures = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+  json config = {{"architectures", {kArchitectures.at(c.model_type)}},
+                 {"model_type", c.model_type},
+                 {"hidden_act", "silu"},
+                 {"hidden_size", c.dim},
+                 {"intermediate_size", c.hidden_dim},
+                 {"num_attention_heads", c.n_heads},
+                 {"num_key_value_heads", c.n_kv_heads},
+                 {"head_dim", c.head_dim},
+                 {"num_hidden_layers", c.n_layers},
+                 {"vocab_size", c.vocab_size},
+                 {"max_position_embeddings", c.max_seq_len},
+                 {"rms_norm_eps", c.rms_eps},
+                 {"rope_theta", c.rope_theta},
+                 {"rope_scaling", nullptr},
+                 {"tie_word_embeddings", c.tie_embeddings},
+                 {"bos_token_id", c.bos_id},
+                 {"eos_token_id", c.eos_id}};
+  const auto& s = c.rope_scaling;
+  if (s.type == RopeScaling::Type::linear) config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
+  if (s.type == RopeScaling::Type::llama3)
+    config["rope_scaling"] = {{"rope_type", "llama3"},
+                              {"factor", s.factor},
+                              {"low_freq_factor", s.low_freq_factor},
+                              {"high_freq_factor", s.high_freq_factor},
+                              {"original_max_position_embeddings", s.original_max_positions}};
+  if (c.model_type == "qwen2") {
+    config["use_sliding_window"] = c.sliding_window > 0;
+    config["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+  } else {
+    config["attention_bias"] = c.qkv_bias;
+    config["mlp_bias"] = false;
+  }
+  if (c.model_type == "mistral") config["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+  return config;
 }
 
 }  // namespace fbq

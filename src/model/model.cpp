@@ -5,7 +5,7 @@
 #include "io/gguf_checkpoint.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
-#include "pack/bf16_linear.h"
+#include "pack/half_linear.h"
 #include "pack/packed_linear.h"
 #include "util/error.h"
 
@@ -51,6 +51,26 @@ std::vector<float> load_f16_as_float(const TensorStore& store, const std::string
   return values;
 }
 
+// A 16-bit float tensor left in the mapped file (copied only when its bytes are not 2-byte aligned), refused
+// when it holds NaN/Inf.
+StoredMatrix stored_half(const TensorStore& store, const std::string& name, std::int64_t rows, std::int64_t cols) {
+  const auto& view = store.get(name);
+  if (view.shape != std::vector<std::int64_t>{rows, cols})
+    fail("{}: tensor '{}' has shape {}, but config.json implies [{}, {}]", store.source().string(), name,
+         view.shape_string(), rows, cols);
+  StoredMatrix matrix(view.dtype, rows, cols, view.data.data(), store.owner(name));
+  if (reinterpret_cast<std::uintptr_t>(view.data.data()) % 2 != 0) {
+    auto copy = std::make_shared<std::vector<std::uint16_t>>(view.data.size() / 2);
+    std::memcpy(copy->data(), view.data.data(), view.data.size());
+    matrix = StoredMatrix(view.dtype, rows, cols, copy->data(), copy);
+  }
+  if (const auto bad = matrix.first_non_finite(); bad >= 0)
+    fail("tensor '{}' has non-finite values (first at flat index {}); refusing to load it", name, bad);
+  return matrix;
+}
+
+bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
+
 }  // namespace
 
 struct CheckpointReader::Impl {
@@ -59,8 +79,10 @@ struct CheckpointReader::Impl {
   std::filesystem::path path;
 
   std::unique_ptr<Linear> linear(const ModelConfig& c, const std::string& name, std::int64_t out, std::int64_t in,
-                                 int rope_heads = 0) const {
+                                 FloatWeights storage, int rope_heads = 0) const {
     if (store.find(name + ".qweight")) return packed(c, name, out, in);
+    if (storage == FloatWeights::as_stored && !interleaved_rope && is_half(store.get(name + ".weight").dtype))
+      return std::make_unique<HalfLinear>(stored_half(store, name + ".weight", out, in));
     auto weights = store.load_f32(name + ".weight", {out, in});
     if (interleaved_rope && rope_heads > 0) interleaved_to_rotate_half(weights, rope_heads, c.head_dim, c.dim);
     return std::make_unique<DenseLinear>(static_cast<int>(out), static_cast<int>(in),
@@ -134,39 +156,41 @@ std::shared_ptr<const std::vector<float>> CheckpointReader::embedding() const {
       impl_->store.load_f32("model.embed_tokens.weight", {config_.vocab_size, config_.dim}));
 }
 
-DecoderLayer CheckpointReader::layer(int index) const {
+StoredMatrix CheckpointReader::embedding_as_stored() const {
+  const char* name = "model.embed_tokens.weight";
+  if (is_half(impl_->store.get(name).dtype)) return stored_half(impl_->store, name, config_.vocab_size, config_.dim);
+  return StoredMatrix::of_floats(config_.vocab_size, config_.dim, embedding());
+}
+
+DecoderLayer CheckpointReader::layer(int index, FloatWeights storage) const {
   const auto& c = config_;
   const auto prefix = fmt::format("model.layers.{}.", index);
   const std::int64_t dim = c.dim, hidden = c.hidden_dim;
   DecoderLayer layer;
   layer.attn_norm = impl_->store.load_f32(prefix + "input_layernorm.weight", {dim});
   layer.ffn_norm = impl_->store.load_f32(prefix + "post_attention_layernorm.weight", {dim});
-  layer.q_proj = impl_->linear(c, prefix + "self_attn.q_proj", c.q_dim(), dim, c.n_heads);
-  layer.k_proj = impl_->linear(c, prefix + "self_attn.k_proj", c.kv_dim(), dim, c.n_kv_heads);
-  layer.v_proj = impl_->linear(c, prefix + "self_attn.v_proj", c.kv_dim(), dim);
-  layer.o_proj = impl_->linear(c, prefix + "self_attn.o_proj", dim, c.q_dim());
-  layer.gate_proj = impl_->linear(c, prefix + "mlp.gate_proj", hidden, dim);
-  layer.up_proj = impl_->linear(c, prefix + "mlp.up_proj", hidden, dim);
-  layer.down_proj = impl_->linear(c, prefix + "mlp.down_proj", dim, hidden);
+  layer.q_proj = impl_->linear(c, prefix + "self_attn.q_proj", c.q_dim(), dim, storage, c.n_heads);
+  layer.k_proj = impl_->linear(c, prefix + "self_attn.k_proj", c.kv_dim(), dim, storage, c.n_kv_heads);
+  layer.v_proj = impl_->linear(c, prefix + "self_attn.v_proj", c.kv_dim(), dim, storage);
+  layer.o_proj = impl_->linear(c, prefix + "self_attn.o_proj", dim, c.q_dim(), storage);
+  layer.gate_proj = impl_->linear(c, prefix + "mlp.gate_proj", hidden, dim, storage);
+  layer.up_proj = impl_->linear(c, prefix + "mlp.up_proj", hidden, dim, storage);
+  layer.down_proj = impl_->linear(c, prefix + "mlp.down_proj", dim, hidden, storage);
+  if (c.qkv_bias) {
+    layer.q_bias = impl_->store.load_f32(prefix + "self_attn.q_proj.bias", {c.q_dim()});
+    layer.k_bias = impl_->store.load_f32(prefix + "self_attn.k_proj.bias", {c.kv_dim()});
+    layer.v_bias = impl_->store.load_f32(prefix + "self_attn.v_proj.bias", {c.kv_dim()});
+  }
+  if (c.o_bias) layer.o_bias = impl_->store.load_f32(prefix + "self_attn.o_proj.bias", {dim});
   return layer;
 }
 
 std::vector<float> CheckpointReader::final_norm() const { return impl_->store.load_f32("model.norm.weight", {config_.dim}); }
 
-std::unique_ptr<Linear> CheckpointReader::lm_head() const {
+std::unique_ptr<Linear> CheckpointReader::lm_head(FloatWeights storage) const {
   if (config_.tie_embeddings) return nullptr;
-  const auto* head = impl_->store.find("lm_head.weight");
-  if (!head) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
-  if (config_.quant_bits > 0 && head->dtype == DType::BF16) {  // packed model: decode reads all of it, keep bf16
-    auto weights = load_raw<std::uint16_t>(impl_->store, "lm_head.weight", DType::BF16, {config_.vocab_size, config_.dim});
-    std::vector<float> row(config_.dim);
-    for (std::int64_t r = 0; r < config_.vocab_size; ++r) {  // the loader's finiteness check, a row at a time
-      for (int j = 0; j < config_.dim; ++j) row[j] = bf16_to_float(weights[r * config_.dim + j]);
-      check_finite("lm_head.weight", row);
-    }
-    return std::make_unique<Bf16Linear>(config_.vocab_size, config_.dim, std::move(weights));
-  }
-  return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim);
+  if (!impl_->store.find("lm_head.weight")) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
+  return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim, storage);
 }
 
 std::vector<SourceTensor> CheckpointReader::source_tensors() const {
@@ -179,7 +203,7 @@ std::vector<SourceTensor> CheckpointReader::source_tensors() const {
 DType CheckpointReader::dtype_of(const std::string& name) const { return impl_->store.get(name).dtype; }
 
 std::size_t Model::weight_bytes() const {
-  std::size_t bytes = embedding->size() * sizeof(float) + final_norm.size() * sizeof(float);
+  std::size_t bytes = embedding.bytes() + final_norm.size() * sizeof(float);
   for (const auto& layer : layers) {
     bytes += (layer.attn_norm.size() + layer.ffn_norm.size()) * sizeof(float);
     for (const Linear* linear : {layer.q_proj.get(), layer.k_proj.get(), layer.v_proj.get(), layer.o_proj.get(),
@@ -190,17 +214,29 @@ std::size_t Model::weight_bytes() const {
   return bytes;
 }
 
+namespace {
+
+// The lm_head that reuses the embedding table's storage.
+std::unique_ptr<Linear> tied_head(const StoredMatrix& embedding) {
+  if (is_half(embedding.dtype())) return std::make_unique<HalfLinear>(embedding);
+  // An f32 table is an owned vector (embedding_as_stored): the head shares it, no second copy.
+  return std::make_unique<DenseLinear>(static_cast<int>(embedding.rows()), static_cast<int>(embedding.cols()),
+                                       embedding.float_vector());
+}
+
+}  // namespace
+
 Model load_model(const std::filesystem::path& path, const LoadOptions& options) {
   const CheckpointReader reader(path);
   Model model;
   model.config = reader.config();
   model.format = reader.format();
   model.source = path;
-  model.embedding = reader.embedding();
-  for (int l = 0; l < model.config.n_layers; ++l) model.layers.push_back(reader.layer(l));
+  model.embedding = reader.embedding_as_stored();
+  for (int l = 0; l < model.config.n_layers; ++l) model.layers.push_back(reader.layer(l, FloatWeights::as_stored));
   model.final_norm = reader.final_norm();
-  model.lm_head = reader.lm_head();
-  if (!model.lm_head) model.lm_head = std::make_unique<DenseLinear>(model.config.vocab_size, model.config.dim, model.embedding);
+  model.lm_head = reader.lm_head(FloatWeights::as_stored);
+  if (!model.lm_head) model.lm_head = tied_head(model.embedding);
   model.source_tensors = reader.source_tensors();
 
   const auto tokenizer_path = options.tokenizer ? options.tokenizer : reader.default_tokenizer();

@@ -9,6 +9,7 @@
 #include "io/dtype.h"
 #include "model/config.h"
 #include "model/linear.h"
+#include "model/stored_matrix.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fbq {
@@ -17,7 +18,13 @@ struct DecoderLayer {
   std::vector<float> attn_norm, ffn_norm;
   std::unique_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
   std::unique_ptr<Linear> gate_proj, up_proj, down_proj;
+  // Added after the projection (config qkv_bias / o_bias); empty when the model has none. Never quantized.
+  std::vector<float> q_bias, k_bias, v_bias, o_bias;
 };
+
+// How a reader hands out float linears: as f32 copies (what the quantization methods work on, one layer at a
+// time) or as the file stores them (bf16/f16 stay 16-bit and memory-mapped: what inference runs on).
+enum class FloatWeights { f32, as_stored };
 
 // What the checkpoint file holds, for `fbq inspect`.
 struct SourceTensor {
@@ -31,7 +38,7 @@ struct Model {
   ModelConfig config;
   std::string format;  // "huggingface", "fbquant-packed", "llama2.c" or "gguf"
   std::filesystem::path source;
-  std::shared_ptr<const std::vector<float>> embedding;  // vocab × dim
+  StoredMatrix embedding;  // vocab × dim, as stored
   std::vector<DecoderLayer> layers;
   std::vector<float> final_norm;
   std::unique_ptr<Linear> lm_head;
@@ -54,11 +61,12 @@ class CheckpointReader {
   // The tokenizer found beside the checkpoint (tokenizer.model / tokenizer.bin), if any; a GGUF's own path.
   std::optional<std::filesystem::path> default_tokenizer() const;
 
-  std::shared_ptr<const std::vector<float>> embedding() const;
-  DecoderLayer layer(int index) const;
+  std::shared_ptr<const std::vector<float>> embedding() const;  // an f32 copy
+  StoredMatrix embedding_as_stored() const;
+  DecoderLayer layer(int index, FloatWeights weights = FloatWeights::f32) const;
   std::vector<float> final_norm() const;
   // Null when the embeddings are tied (the model reuses the embedding table).
-  std::unique_ptr<Linear> lm_head() const;
+  std::unique_ptr<Linear> lm_head(FloatWeights weights = FloatWeights::f32) const;
   std::vector<SourceTensor> source_tensors() const;
   // The file dtype of a float tensor (F32/F16/BF16), so a rewrite can keep it lossless.
   DType dtype_of(const std::string& name) const;

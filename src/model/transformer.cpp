@@ -24,6 +24,19 @@ void add_in_place(float* x, const float* delta, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) x[i] += delta[i];
 }
 
+// y (n_tokens × bias.size()) += bias on every token; nothing when the layer has no bias.
+void add_bias(float* y, const std::vector<float>& bias, int n_tokens) {
+  for (int t = 0; t < n_tokens; ++t) add_in_place(y + static_cast<std::size_t>(t) * bias.size(), bias.data(), bias.size());
+}
+
+// Why positions past the model's limit are refused: its own context, or a sliding window we do not implement.
+[[noreturn]] void fail_positions(const ModelConfig& c, int end) {
+  if (c.max_exact_positions() < c.max_seq_len)
+    fail("forward: position {} is beyond the sliding window of {} tokens; attention past the window is not "
+         "implemented", end - 1, c.sliding_window);
+  fail("forward: position {} is beyond the model's max_position_embeddings ({})", end - 1, c.max_seq_len);
+}
+
 }  // namespace
 
 void rms_norm(const float* x, const float* weight, int size, float eps, float* out) {
@@ -36,16 +49,18 @@ void rms_norm(const float* x, const float* weight, int size, float eps, float* o
 InferenceSession::InferenceSession(const Model& model, int max_context)
     : model_(model),
       max_context_(max_context > 0 ? max_context : model.config.max_seq_len),
-      max_positions_(std::max(max_context_, model.config.max_seq_len)) {
+      max_positions_(model.config.max_exact_positions()) {
   const auto& c = model.config;
   const int half = c.head_dim / 2;
-  rope_cos_.resize(static_cast<std::size_t>(max_positions_) * half);
+  // Positions the cache can hold, at most the model's: a session's positions grow with its slots.
+  const int table_positions = std::min(max_context_, max_positions_);
+  rope_cos_.resize(static_cast<std::size_t>(table_positions) * half);
   rope_sin_.resize(rope_cos_.size());
+  // float32 frequencies and angles, as the reference PyTorch and llama2.c implementations compute them.
+  const auto inv_freq = c.rope_inverse_frequencies();
   for (int i = 0; i < half; ++i) {
-    // float32 frequencies and angles, as the reference PyTorch and llama2.c implementations compute them.
-    const float inv_freq = 1.0f / std::pow(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
-    for (int pos = 0; pos < max_positions_; ++pos) {
-      const float angle = static_cast<float>(pos) * inv_freq;
+    for (int pos = 0; pos < table_positions; ++pos) {
+      const float angle = static_cast<float>(pos) * inv_freq[i];
       rope_cos_[static_cast<std::size_t>(pos) * half + i] = std::cos(angle);
       rope_sin_[static_cast<std::size_t>(pos) * half + i] = std::sin(angle);
     }
@@ -123,9 +138,14 @@ void InferenceSession::attention(int layer, int n_tokens) {
   }
 }
 
-void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hidden, int n, int position) {
+void InferenceSession::check_positions(int n, int position) const {
   if (position + n > max_context_)
     fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
+  if (position + n > max_positions_) fail_positions(model_.config, position + n);
+}
+
+void InferenceSession::forward_layer(const DecoderLayer& layer, int l, float* hidden, int n, int position) {
+  check_positions(n, position);
   ensure_scratch(n);
   place_sequential(n, position);
   run_layer(layer, l, hidden, n);
@@ -140,6 +160,9 @@ void InferenceSession::run_layer(const DecoderLayer& layer, int l, float* hidden
   layer.q_proj->forward(normed_.data(), n, q_.data());
   layer.k_proj->forward(normed_.data(), n, k_.data());
   layer.v_proj->forward(normed_.data(), n, v_.data());
+  add_bias(q_.data(), layer.q_bias, n);
+  add_bias(k_.data(), layer.k_bias, n);
+  add_bias(v_.data(), layer.v_bias, n);
 
   for (int t = 0; t < n; ++t) {
     const std::size_t pos = placement_[t].position;
@@ -153,6 +176,7 @@ void InferenceSession::run_layer(const DecoderLayer& layer, int l, float* hidden
   }
   attention(l, n);
   layer.o_proj->forward(attn_out_.data(), n, projected_.data());
+  add_bias(projected_.data(), layer.o_bias, n);
   add_in_place(hidden, projected_.data(), static_cast<std::size_t>(n) * c.dim);
 
   for (int t = 0; t < n; ++t)
@@ -175,8 +199,7 @@ void InferenceSession::embed(std::span<const int> tokens) {
   for (std::size_t t = 0; t < tokens.size(); ++t) {
     const int token = tokens[t];
     if (token < 0 || token >= c.vocab_size) fail("forward: token id {} outside the vocabulary [0, {})", token, c.vocab_size);
-    const float* row = model_.embedding->data() + static_cast<std::size_t>(token) * c.dim;
-    std::copy(row, row + c.dim, &x_[t * c.dim]);
+    model_.embedding.widen_rows(token, 1, &x_[t * c.dim]);
   }
 }
 
@@ -196,8 +219,7 @@ std::span<const float> InferenceSession::forward(std::span<const int> tokens, in
   const int n = static_cast<int>(tokens.size());
   if (n == 0) fail("forward: no tokens");
   if (position != cached_tokens_) fail("forward: position {} but {} tokens are cached", position, cached_tokens_);
-  if (position + n > max_context_)
-    fail("forward: {} tokens at position {} exceed the context of {} tokens", n, position, max_context_);
+  check_positions(n, position);
   ensure_scratch(n);
   embed(tokens);
   place_sequential(n, position);
@@ -224,8 +246,9 @@ std::span<const float> InferenceSession::forward_packed(std::span<const int> tok
   if (n > max_context_) fail("forward: a packed batch of {} tokens exceeds the cache of {} slots", n, max_context_);
   for (int t = 0; t < n; ++t) {
     const auto& p = placement[t];
-    if (p.slot != t || p.position < 0 || p.position >= max_positions_ || p.prefix_begin < 0 ||
-        p.prefix_begin > p.prefix_end || p.prefix_end > p.own_begin || p.own_begin > p.slot)
+    if (p.position >= max_positions_) fail_positions(c, p.position + 1);
+    if (p.slot != t || p.position < 0 || p.position >= max_context_ || p.prefix_begin < 0 || p.prefix_begin > p.prefix_end ||
+        p.prefix_end > p.own_begin || p.own_begin > p.slot)
       fail("forward: invalid placement of packed token {}", t);
   }
   for (const int row : logit_rows)

@@ -53,10 +53,11 @@ class InferenceSession {
   std::span<const float> logits_of(std::span<const int> rows);
   void ensure_scratch(int n_tokens);
   void place_sequential(int n_tokens, int position);
+  void check_positions(int n_tokens, int position) const;
 
   const Model& model_;
   int max_context_;    // KV-cache slots
-  int max_positions_;  // RoPE table length: max(max_context, the model's max_seq_len)
+  int max_positions_;  // the model's exact positions (ModelConfig::max_exact_positions)
   int cached_tokens_ = 0;
   std::vector<TokenPlacement> placement_;  // of the tokens in the current call
   std::vector<float> rope_cos_, rope_sin_;  // max_positions × head_dim/2

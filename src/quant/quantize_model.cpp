@@ -317,6 +317,9 @@ void validate_quantize_options(const QuantizeOptions& options) {
   if (mo.branch_bits < 0) fail("--branch-bits must be >= 0 (got {})", mo.branch_bits);
   const bool has_branch = mo.rank > 0 || mo.branch_bits > 0;
   validate_reconstruction(options, has_branch);
+  if (options.reconstructs_blocks() && (c.qkv_bias || c.o_bias || c.rope_scaling.type != RopeScaling::Type::none))
+    fail("--reconstruct block does not support attention biases or rope_scaling yet ({} has {})", options.model.string(),
+         c.qkv_bias || c.o_bias ? "biases" : "rope_scaling");
   const bool block_trains_branch = options.reconstructs_blocks() && !options.block.lwc;
   if (has_branch && !method->uses_rank() && !block_trains_branch)
     fail("method '{}' has no low-rank branch; drop --rank/--branch-bits", options.method);
@@ -499,6 +502,13 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
                       layer.attn_norm);
     writer.add_floats(prefix + "post_attention_layernorm.weight", norm_dtype(prefix + "post_attention_layernorm.weight"),
                       {c.dim}, layer.ffn_norm);
+    // Biases pass through every method unquantized, in the checkpoint's dtype.
+    for (const auto& [bias, projection] : {std::pair{&layer.q_bias, "q_proj"}, {&layer.k_bias, "k_proj"},
+                                           {&layer.v_bias, "v_proj"}, {&layer.o_bias, "o_proj"}})
+      if (!bias->empty()) {
+        const auto name = fmt::format("{}self_attn.{}.bias", prefix, projection);
+        writer.add_floats(name, reader.dtype_of(name), {static_cast<std::int64_t>(bias->size())}, *bias);
+      }
 
     // Pass 2: the next layer sees what the quantized layer produces.
     run_windows(layer, /*float_layer=*/nullptr, l, /*in_place=*/true, /*float_in_place=*/false);
@@ -543,22 +553,8 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   const json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
                              {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank},
                              {"branch_bits", mo.branch_bits}};
-  json config = {{"architectures", {"LlamaForCausalLM"}},
-                 {"model_type", "llama"},
-                 {"hidden_size", c.dim},
-                 {"intermediate_size", c.hidden_dim},
-                 {"num_attention_heads", c.n_heads},
-                 {"num_key_value_heads", c.n_kv_heads},
-                 {"head_dim", c.head_dim},
-                 {"num_hidden_layers", c.n_layers},
-                 {"vocab_size", c.vocab_size},
-                 {"max_position_embeddings", c.max_seq_len},
-                 {"rms_norm_eps", c.rms_eps},
-                 {"rope_theta", c.rope_theta},
-                 {"tie_word_embeddings", c.tie_embeddings},
-                 {"bos_token_id", c.bos_id},
-                 {"eos_token_id", c.eos_id},
-                 {"quantization_config", quantization}};
+  json config = to_hf_config(c);
+  config["quantization_config"] = quantization;
   write_file_atomically(temp / "config.json", config.dump(2) + "\n");
   copy_tokenizer_files(tokenizer_path, temp);
 
