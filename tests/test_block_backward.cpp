@@ -47,21 +47,6 @@ struct OracleBlock {
   }
 };
 
-// Runs tests/oracle/SCRIPT into a fresh directory once per test binary (importing torch takes seconds) and
-// returns it, or null when PyTorch is missing.
-const test::TempDir* oracle_output(const std::string& script) {
-  static std::map<std::string, std::unique_ptr<test::TempDir>> outputs;
-  if (auto found = outputs.find(script); found != outputs.end()) return found->second.get();
-  auto& out = outputs[script];
-  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return nullptr;
-  out = std::make_unique<test::TempDir>();
-  const auto path = test::source_dir() / "tests" / "oracle" / script;
-  const int status =
-      std::system(fmt::format("/usr/bin/python3 '{}' '{}' >/dev/null", path.string(), out->path().string()).c_str());
-  EXPECT_EQ(status, 0) << script;
-  return out.get();
-}
-
 double max_abs_difference(const std::vector<double>& expected, const std::vector<double>& actual, double& scale) {
   EXPECT_EQ(expected.size(), actual.size());
   double worst = 0;
@@ -76,7 +61,7 @@ double max_abs_difference(const std::vector<double>& expected, const std::vector
 // Every gradient within `tolerance` of autograd's, relative to the largest entry of that gradient.
 template <typename Real>
 void expect_gradients_match(double tolerance) {
-  const auto* output = oracle_output("block_grad_oracle.py");
+  const auto* output = test::oracle_output("block_grad_oracle.py");
   if (!output) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
   const OracleBlock oracle{.dir = output->path()};
   const auto weights = oracle.weights<Real>();
@@ -129,7 +114,7 @@ TEST(BlockBackward, GradientsAccumulateAcrossWindows) {
 // LWC's straight-through gradients w.r.t. the clipping logits, against autograd (float32, the same rounding
 // of the scale up to f16): the quantized weights agree, and so do the gradients up to float32 rounding.
 TEST(LearnableClipping, MatchesPyTorchStraightThrough) {
-  const auto* output = oracle_output("lwc_grad_oracle.py");
+  const auto* output = test::oracle_output("lwc_grad_oracle.py");
   if (!output) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
   const auto load = [&](const std::string& name) { return test::read_npy<float>(output->path() / (name + ".npy"), "<f4").values; };
   const auto weights = load("w"), grad = load("grad"), expected_w = load("w_hat");

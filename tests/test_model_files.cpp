@@ -241,6 +241,28 @@ TEST_F(ModelFiles, MalformedConfigJson) {
   expect_rejected(dir, "not a multiple");
 }
 
+// Architectures and options the runtime does not implement are refused by name, never run approximately.
+TEST_F(ModelFiles, UnsupportedArchitecturesAreRefused) {
+  const auto refused = [&](const char* key, const json& value, const std::string& expected) {
+    auto config = tiny_config();
+    config[key] = value;
+    expect_rejected(write_model(safetensors_bytes(tiny_tensors()), config), expected);
+  };
+  refused("model_type", "gpt2", "model_type 'gpt2' is not a decoder");
+  refused("rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}, "rope_scaling type 'yarn' is not supported");
+  refused("rope_scaling", {{"rope_type", "linear"}, {"factor", 0.5}}, "factor must be at least 1");
+  refused("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}, "rope_scaling needs a number");
+  refused("hidden_act", "gelu", "hidden_act 'gelu' is not supported");
+  refused("mlp_bias", true, "mlp_bias is not supported");
+  auto config = tiny_config();
+  config["model_type"] = "mistral";
+  config["sliding_window"] = -1;
+  expect_rejected(write_model(safetensors_bytes(tiny_tensors()), config), "sliding_window must be positive");
+  config = tiny_config();
+  config["attention_bias"] = true;  // q/k/v/o biases announced, none stored
+  expect_rejected(write_model(safetensors_bytes(tiny_tensors()), config), "q_proj.bias' is missing");
+}
+
 TEST_F(ModelFiles, MalformedHeaderJson) {
   auto bytes = safetensors_bytes(tiny_tensors());
   bytes[8] = '[';  // header no longer an object

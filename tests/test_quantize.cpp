@@ -208,6 +208,39 @@ TEST_F(QuantizePipeline, PackedModelPerplexityEqualsDequantizedModel) {
   EXPECT_LT(packed_ppl, original_ppl * 1.10) << "W4 g128 stays close to the float model";
 }
 
+// A Qwen2-style model (bf16, tied, q/k/v biases: tests/oracle/arch_oracle.py) quantizes like a Llama one:
+// the biases pass through exactly, and the packed model is its dequantized twin.
+TEST_F(QuantizePipeline, Qwen2WithBiasesQuantizes) {
+  const auto* oracle = test::oracle_output("arch_oracle.py");
+  if (!oracle) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
+  const auto tokenizer = test::shared_dir() / "models" / "stories260K" / "tok512.model";
+  FBQ_REQUIRE_FILE(tokenizer);
+  FBQ_REQUIRE_FILE(test::shared_dir() / "data" / "moby-test.txt");
+  auto o = options("fbquant", 4, "qwen2-w4");
+  o.model = oracle->path() / "qwen2";
+  o.tokenizer = tokenizer;
+  o.method_options.spec = {4, 32};  // hidden size 64
+  o.method_options.rank = 4;
+  o.seqlen = 32;
+  quantize_model(o);
+
+  auto packed = load_model(o.output);
+  const auto original = load_model(o.model, {.tokenizer = tokenizer});
+  EXPECT_EQ(packed.config.model_type, "qwen2");
+  ASSERT_TRUE(packed.config.qkv_bias && !packed.config.o_bias);
+  for (int l = 0; l < original.config.n_layers; ++l) {
+    ASSERT_FALSE(original.layers[l].q_bias.empty());
+    EXPECT_EQ(packed.layers[l].q_bias, original.layers[l].q_bias) << "layer " << l;
+    EXPECT_EQ(packed.layers[l].k_bias, original.layers[l].k_bias) << "layer " << l;
+    EXPECT_EQ(packed.layers[l].v_bias, original.layers[l].v_bias) << "layer " << l;
+  }
+  const auto tokens = moby_tokens(packed);
+  const auto ppl = scoring(32, 8);
+  const auto packed_ppl = evaluate_perplexity(packed, tokens, ppl).ppl;
+  dequantize_in_place(packed);
+  EXPECT_NEAR(packed_ppl / evaluate_perplexity(packed, tokens, ppl).ppl, 1.0, 1e-4);
+}
+
 // Issue 4: the decode kernels (SIMD, fused branch) leave the whole-model perplexity where the scalar kernel
 // puts it, and where the batched prefill path puts it.
 TEST_F(QuantizePipeline, DecodeKernelsGiveTheScalarPerplexity) {

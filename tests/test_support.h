@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -78,6 +80,21 @@ inline std::string expect_cli_fails(const std::string& arguments, const std::fil
 
 inline void expect_inspect_fails(const std::filesystem::path& file, const std::filesystem::path& scratch_dir) {
   expect_cli_fails("inspect '" + file.string() + "'", scratch_dir);
+}
+
+// Runs tests/oracle/SCRIPT into a fresh directory once per test binary (importing torch takes seconds) and
+// returns it, or null when PyTorch is missing.
+inline const TempDir* oracle_output(const std::string& script) {
+  static std::map<std::string, std::unique_ptr<TempDir>> outputs;
+  if (auto found = outputs.find(script); found != outputs.end()) return found->second.get();
+  auto& out = outputs[script];
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return nullptr;
+  out = std::make_unique<TempDir>();
+  const auto path = source_dir() / "tests" / "oracle" / script;
+  const int status =
+      std::system(("/usr/bin/python3 '" + path.string() + "' '" + out->path().string() + "' >/dev/null").c_str());
+  EXPECT_EQ(status, 0) << script;
+  return out.get();
 }
 
 template <typename T>

@@ -1,6 +1,8 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -179,6 +181,15 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   return c;
 }
 
+// The double a float was written as in config.json (1e-6, not 9.99999997e-07): its shortest decimal form.
+namespace {
+double as_written(float value) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+}  // namespace
+
 json to_hf_config(const ModelConfig& c) {
   static const std::map<std::string, const char*> kArchitectures = {
       {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
@@ -193,19 +204,19 @@ json to_hf_config(const ModelConfig& c) {
                  {"num_hidden_layers", c.n_layers},
                  {"vocab_size", c.vocab_size},
                  {"max_position_embeddings", c.max_seq_len},
-                 {"rms_norm_eps", c.rms_eps},
-                 {"rope_theta", c.rope_theta},
+                 {"rms_norm_eps", as_written(c.rms_eps)},
+                 {"rope_theta", as_written(c.rope_theta)},
                  {"rope_scaling", nullptr},
                  {"tie_word_embeddings", c.tie_embeddings},
                  {"bos_token_id", c.bos_id},
                  {"eos_token_id", c.eos_id}};
   const auto& s = c.rope_scaling;
-  if (s.type == RopeScaling::Type::linear) config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
+  if (s.type == RopeScaling::Type::linear) config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", as_written(s.factor)}};
   if (s.type == RopeScaling::Type::llama3)
     config["rope_scaling"] = {{"rope_type", "llama3"},
-                              {"factor", s.factor},
-                              {"low_freq_factor", s.low_freq_factor},
-                              {"high_freq_factor", s.high_freq_factor},
+                              {"factor", as_written(s.factor)},
+                              {"low_freq_factor", as_written(s.low_freq_factor)},
+                              {"high_freq_factor", as_written(s.high_freq_factor)},
                               {"original_max_position_embeddings", s.original_max_positions}};
   if (c.model_type == "qwen2") {
     config["use_sliding_window"] = c.sliding_window > 0;

@@ -55,8 +55,9 @@ VARIANTS = [
                        "original_max_position_embeddings": 64, "rope_type": "llama3"}),
     dict(name="llama-linear", seed=1003, model_type="llama", heads=4, kv_heads=4, tied=False, dtype="F16",
          rope_scaling={"factor": 4.0, "type": "linear"}),
+    # vocab 512: the size of stories260K's tok512, so the C++ tests can quantize this one on real text.
     dict(name="qwen2", seed=1004, model_type="qwen2", heads=4, kv_heads=2, tied=True, dtype="BF16",
-         theta=1000000.0, eps=1e-6, qkv_bias=True, rope_scaling=None),
+         theta=1000000.0, eps=1e-6, qkv_bias=True, rope_scaling=None, vocab=512),
     dict(name="mistral", seed=1005, model_type="mistral", heads=4, kv_heads=2, head_dim=24, tied=False,
          dtype="F32", window=24),
     dict(name="llama-bias", seed=1006, model_type="llama", heads=2, kv_heads=2, tied=False, dtype="F32",
