@@ -34,11 +34,18 @@
 #include "report/html_report.h"
 #include "report/svg_chart.h"
 #include "util/error.h"
+#include "util/memory_usage.h"
 #include "util/progress.h"
 
 namespace {
 
 using fbq::Model;
+
+// Every --json object carries the process's peak resident memory so far (scripts/scale.sh reads it).
+void print_json(nlohmann::json out) {
+  out["peak_rss_mib"] = fbq::peak_rss_mib();
+  fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 struct ModelArgs {
   std::string path;
@@ -74,7 +81,7 @@ void run_perplexity(const ModelArgs& model_args, const std::string& text_path, c
                                 {"ppl", result.ppl},         {"ppl_stderr", result.ppl_stderr},
                                 {"tokens", result.tokens},   {"windows", result.windows},
                                 {"seconds", result.seconds}, {"mean_nll", result.mean_nll}};
-    fmt::print("{}\n", out.dump());
+    print_json(out);
   } else {
     fmt::print("PPL {:.4f} ± {:.4f}  ({} tokens scored in {} windows of {}, {:.2f}s, {:.0f} tokens/s)\n", result.ppl,
                result.ppl_stderr, result.tokens, result.windows, options.ctx, result.seconds,
@@ -95,7 +102,7 @@ void run_compare(const ModelArgs& baseline_args, const ModelArgs& candidate_args
                                 {"baseline_ppl", baseline.ppl},     {"candidate_ppl", candidate.ppl},
                                 {"ppl_difference", d.ppl_difference}, {"ppl_difference_stderr", d.ppl_difference_stderr},
                                 {"nll_difference", d.nll_difference}, {"nll_difference_stderr", d.nll_difference_stderr}};
-    fmt::print("{}\n", out.dump());
+    print_json(out);
   } else {
     fmt::print("baseline  {}: PPL {:.4f} ± {:.4f}\ncandidate {}: PPL {:.4f} ± {:.4f}\n", baseline_args.path, baseline.ppl,
                baseline.ppl_stderr, candidate_args.path, candidate.ppl, candidate.ppl_stderr);
@@ -112,19 +119,30 @@ std::string sampling_line(const fbq::GenerateOptions& options) {
                      options.seed);
 }
 
-void run_generate(const ModelArgs& model_args, const std::string& prompt, const fbq::GenerateOptions& options) {
+void run_generate(const ModelArgs& model_args, const std::string& prompt, const fbq::GenerateOptions& options,
+                  bool as_json) {
   const auto model = model_args.load();
   fmt::print(stderr, "{}\n", sampling_line(options));
-  const auto result = fbq::generate(model, prompt, options, [](const std::string& piece) {
+  const auto stream = [](const std::string& piece) {
     fmt::print("{}", piece);
     std::fflush(stdout);
-  });
-  fmt::print("\n");
+  };
+  const auto result = as_json ? fbq::generate(model, prompt, options) : fbq::generate(model, prompt, options, stream);
   const auto prompt_tokens = result.prompt_tokens.size();
-  fmt::print(stderr, "prefill: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", prompt_tokens, result.prefill_seconds,
-             prompt_tokens / std::max(result.prefill_seconds, 1e-9));
-  fmt::print(stderr, "decode: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", result.decode_steps, result.decode_seconds,
-             result.decode_steps / std::max(result.decode_seconds, 1e-9));
+  const double prefill_rate = prompt_tokens / std::max(result.prefill_seconds, 1e-9);
+  const double decode_rate = result.decode_steps / std::max(result.decode_seconds, 1e-9);
+  if (as_json) {
+    print_json({{"model", model_args.path}, {"text", result.text}, {"prompt_tokens", prompt_tokens},
+                {"generated_tokens", result.generated.size()}, {"prefill_seconds", result.prefill_seconds},
+                {"prefill_tokens_per_second", prefill_rate}, {"decode_steps", result.decode_steps},
+                {"decode_seconds", result.decode_seconds}, {"decode_tokens_per_second", decode_rate},
+                {"threads", omp_get_max_threads()}});
+    return;
+  }
+  fmt::print("\n");
+  fmt::print(stderr, "prefill: {} tokens in {:.3f}s ({:.1f} tokens/s)\n", prompt_tokens, result.prefill_seconds, prefill_rate);
+  fmt::print(stderr, "decode: {} tokens in {:.3f}s ({:.1f} tokens/s), peak memory {:.0f} MiB\n", result.decode_steps,
+             result.decode_seconds, decode_rate, fbq::peak_rss_mib());
 }
 
 // The user's lines from stdin, the replies on stdout; the "> " prompt (on stderr) only for a terminal.
@@ -178,7 +196,10 @@ void run_quantize(const fbq::QuantizeOptions& options, const fbq::VerdictOptions
                float_column ? fmt::format(" {:>10.6f}", r.error_float.value_or(0.0)) : "", r.bits_per_weight, r.seconds,
                r.note);
   const auto result = fbq::quantize_verdict(options, summary, verdict);
-  fmt::print("{}", as_json ? result.dump() + "\n" : fbq::format_verdict(result));
+  if (as_json)
+    print_json(result);
+  else
+    fmt::print("{}", fbq::format_verdict(result));
 }
 
 // A preset applies unless a method is named without one; any of its settings given explicitly wins.
@@ -245,7 +266,7 @@ void run_eval(const ModelArgs& model_args, const EvalArgs& args) {
   if (args.json) {
     auto out = fbq::results_json(results, info);
     if (baseline_model) out["paired"] = {{"baseline", args.baseline}, {"metrics", fbq::paired_json(paired)}};
-    fmt::print("{}\n", out.dump());
+    print_json(out);
     return;
   }
   fmt::print("{} (bos {})\n{}", model_args.path, args.bos, fbq::format_results_table(results, args.show_subtasks));
@@ -276,7 +297,7 @@ void run_bench_kernels(const fbq::KernelBenchOptions& options, bool as_json) {
           {"fraction_of_bandwidth", c.fraction_of_bandwidth}, {"bandwidth_gbps", c.bandwidth_gbps},
           {"start_bandwidth_gbps", bandwidth},
           {"threads", omp_get_max_threads()}};
-      fmt::print("{}\n", out.dump());
+      print_json(out);
     } else {
       fmt::print("{:<11} {:<7} {:<10} {:>4} {:>5} {:>4} {:>5} {:<8} {:>9.1f} {:>7.2f} {:>8.1f} {:>8.0f}%\n", c.shape, c.kernel,
                  c.isa, c.bits, c.group ? std::to_string(c.group) : "-", c.rank, c.batch,
@@ -301,7 +322,7 @@ void run_bench_models(const std::vector<std::string>& paths, const fbq::SpeedOpt
                                   {"prefill_tokens_per_second", speed.prefill_tokens_per_second},
                                   {"decode_tokens_per_second", speed.decode_tokens_per_second},
                                   {"threads", omp_get_max_threads()}};
-      fmt::print("{}\n", out.dump());
+      print_json(out);
     } else {
       fmt::print("{}: {:.1f} MiB held, prefill {} tokens: {:.0f} tokens/s, decode {} tokens: {:.1f} tokens/s\n", path,
                  speed.weight_bytes / 1048576.0, options.prompt_tokens, speed.prefill_tokens_per_second,
@@ -334,7 +355,7 @@ void run_bench_method(const std::string& method, int rows, int cols, const fbq::
                           {"seconds", result.seconds}, {"h_error", result.h_error}, {"note", result.layer.note},
                           {"threads", omp_get_max_threads()}};
     for (const auto& [key, value] : result.layer.metrics) out[key] = value;
-    fmt::print("{}\n", out.dump());
+    print_json(out);
   } else {
     fmt::print("{} on {}x{} W{} g{} rank {}: {:.2f}s, H-error {:.6f}  {}\n", method, rows, cols, options.spec.bits,
                options.spec.group_size, result.layer.rank, result.seconds, result.h_error, result.layer.note);
@@ -384,8 +405,8 @@ void run_tokenize(const TokenizeArgs& args) {
   if (args.stats) {  // throughput only: the encode call, without loading or reading
     const double mb_per_s = text.size() / 1e6 / std::max(seconds, 1e-9);
     if (args.json)
-      fmt::print("{}\n", nlohmann::json{{"tokenizer", tokenizer_path.string()}, {"bytes", text.size()}, {"tokens", ids.size()},
-                                        {"seconds", seconds}, {"mb_per_s", mb_per_s}}.dump());
+      print_json({{"tokenizer", tokenizer_path.string()}, {"bytes", text.size()}, {"tokens", ids.size()},
+                  {"seconds", seconds}, {"mb_per_s", mb_per_s}});
     else
       fmt::print("{} bytes -> {} tokens in {:.3f} s: {:.2f} MB/s\n", text.size(), ids.size(), seconds, mb_per_s);
     return;
@@ -396,7 +417,7 @@ void run_tokenize(const TokenizeArgs& args) {
   if (args.json) {
     nlohmann::json out = {{"ids", ids}};
     if (args.pieces) out["pieces"] = pieces;
-    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    print_json(out);
   } else if (args.pieces) {
     for (std::size_t i = 0; i < ids.size(); ++i) fmt::print("{:>6} -> '{}'\n", ids[i], printable_piece(pieces[i]));
   } else {
@@ -486,6 +507,8 @@ int main(int argc, char** argv) {
   generate->add_option("-n,--tokens", gen_options.max_new_tokens, "new tokens to generate")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   add_sampling_options(*generate, gen_options);
+  bool gen_json = false;
+  generate->add_flag("--json", gen_json, "print one JSON object (text, token counts, speed, peak memory) instead of streaming");
 
   ModelArgs chat_model;
   std::string chat_template;
@@ -701,7 +724,7 @@ int main(int argc, char** argv) {
     if (*perplexity) run_perplexity(ppl_model, ppl_text, ppl_options, ppl_nll_out, ppl_json);
     if (*compare) run_compare(compare_baseline, compare_candidate, compare_text, compare_options, compare_json);
     if (*eval) run_eval(eval_model, eval_args);
-    if (*generate) run_generate(gen_model, prompt, gen_options);
+    if (*generate) run_generate(gen_model, prompt, gen_options, gen_json);
     if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
     if (*checkpoint_bench) {

@@ -1,6 +1,5 @@
 #include "quant/quantize_model.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -19,6 +18,7 @@
 #include "quant/checkpoint.h"
 #include "quant/float_target.h"
 #include "util/error.h"
+#include "util/memory_usage.h"
 #include "util/kill_point.h"
 #include "util/progress.h"
 
@@ -103,12 +103,6 @@ void require_finite_input(const std::vector<double>& hessian, const std::string&
   if (!std::ranges::all_of(hessian, [](double v) { return std::isfinite(v); }))
     fail("{}: non-finite activations in its calibration input (Inf/NaN): the model's weights or an earlier layer's "
          "output overflow", linear);
-}
-
-long peak_rss_kib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss;
 }
 
 void write_packed(SafetensorsWriter& writer, const std::string& name, const PackedLinear& linear) {
