@@ -29,6 +29,7 @@
 #include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
 #include "model/model.h"
+#include "model/synthetic_model.h"
 #include "quant/presets.h"
 #include "quant/quantize_model.h"
 #include "report/html_report.h"
@@ -157,6 +158,15 @@ void chat_on_stdin(const ModelArgs& model_args, const std::string& template_name
     fmt::print(stderr, "chat: the conversation has filled the context of {} tokens; ending\n", chat.context());
 }
 
+std::string rope_scaling_text(const fbq::RopeScaling& s) {
+  using Type = fbq::RopeScaling::Type;
+  if (s.type == Type::linear) return fmt::format("RoPE scaling linear ×{}", s.factor);
+  if (s.type == Type::llama3)
+    return fmt::format("RoPE scaling llama3 ×{} (low {}, high {}, original {} positions)", s.factor, s.low_freq_factor,
+                       s.high_freq_factor, s.original_max_positions);
+  return "no RoPE scaling";
+}
+
 void run_inspect(const ModelArgs& model_args) {
   if (fbq::is_gguf_file(model_args.path)) {  // the file as it is: metadata and raw tensors
     fmt::print("{}", fbq::describe_gguf(fbq::GgufFile(model_args.path)));
@@ -169,6 +179,9 @@ void run_inspect(const ModelArgs& model_args) {
              c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size, c.max_seq_len);
   fmt::print("rms_eps {}, rope_theta {}, tied embeddings: {}, bos {}, eos {}\n", c.rms_eps, c.rope_theta,
              c.tie_embeddings ? "yes" : "no", c.bos_id, c.eos_id);
+  fmt::print("architecture {}, {}, biases: {}, {}\n", c.model_type, rope_scaling_text(c.rope_scaling),
+             c.o_bias ? "q/k/v/o" : c.qkv_bias ? "q/k/v" : "none",
+             c.sliding_window > 0 ? fmt::format("sliding window {}", c.sliding_window) : "full attention");
   if (model.tokenizer) fmt::print("tokenizer:  {} tokens\n", model.tokenizer->vocab_size());
   std::size_t file_bytes = 0, parameters = 0;
   fmt::print("\n{:<52} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
@@ -180,8 +193,31 @@ void run_inspect(const ModelArgs& model_args) {
     for (const auto dim : tensor.shape) count *= static_cast<std::size_t>(dim);
     parameters += count;
   }
-  fmt::print("\n{} tensors, {:.2f}M parameters, {:.2f} MiB in the file, {:.2f} MiB in memory (f32)\n",
+  fmt::print("\n{} tensors, {:.2f}M parameters, {:.2f} MiB in the file, {:.2f} MiB of weights held in memory\n",
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
+}
+
+void list_synthetic_shapes() {
+  for (const auto& shape : fbq::synthetic_shapes()) {
+    const auto& c = shape.config;
+    fmt::print("{:<15} {:<7} dim {:>5}, hidden {:>5}, {:>2} layers, heads {:>2}/{:<2} vocab {:>6}{}{}\n", shape.name,
+               c.model_type, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
+               c.tie_embeddings ? ", tied" : "", c.qkv_bias ? ", q/k/v biases" : "");
+  }
+}
+
+void run_synth(fbq::SynthOptions options, const std::string& dtype, const std::string& tokenizer, bool list, bool quiet) {
+  if (list) return list_synthetic_shapes();
+  if (options.shape.empty() || options.output.empty()) fbq::fail("synth: needs --shape and -o DIR (shapes: --list-shapes)");
+  const std::map<std::string, fbq::DType> dtypes = {{"bf16", fbq::DType::BF16}, {"f16", fbq::DType::F16}, {"f32", fbq::DType::F32}};
+  if (!dtypes.contains(dtype)) fbq::fail("synth: --dtype must be bf16, f16 or f32 (got '{}')", dtype);
+  options.dtype = dtypes.at(dtype);
+  if (!tokenizer.empty()) options.tokenizer = tokenizer;
+  options.progress = !quiet;
+  const auto start = std::chrono::steady_clock::now();
+  fbq::write_synthetic_model(options);
+  fmt::print(stderr, "wrote {} ({} {}, seed {}) in {:.1f}s\n", options.output.string(), options.shape, dtype, options.seed,
+             fbq::seconds_since(start));
 }
 
 void run_quantize(const fbq::QuantizeOptions& options, const fbq::VerdictOptions& verdict, bool as_json) {
@@ -530,6 +566,22 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "config, tensors, shapes, dtypes and sizes of a model");
   inspect_model.add_to(*inspect);
 
+  fbq::SynthOptions synth_options;
+  std::string synth_dtype = "bf16", synth_tokenizer;
+  bool synth_list = false, synth_quiet = false;
+  auto* synth = app.add_subcommand("synth", "write a Hugging Face model directory with a known model's exact shapes and "
+                                            "random weights (for speed and memory measurements at real sizes)");
+  synth->add_option("--shape", synth_options.shape, "model shape (--list-shapes)");
+  synth->add_flag("--list-shapes", synth_list, "list the shapes, then exit");
+  synth->add_option("-o,--output", synth_options.output, "output directory (new; written atomically)");
+  synth->add_option("--dtype", synth_dtype, "weight dtype: bf16, f16 or f32")->capture_default_str();
+  synth->add_option("--seed", synth_options.seed, "seed of the random weights")->capture_default_str();
+  synth->add_option("--tokenizer", synth_tokenizer, "tokenizer.model or tokenizer.json to copy in (default: the shape's own)");
+  synth->add_option("--tokenizer-dir", synth_options.tokenizer_dir, "where the shapes' own tokenizers are")
+      ->capture_default_str();
+  synth->add_flag("--no-tokenizer", synth_options.without_tokenizer, "write no tokenizer");
+  synth->add_flag("-q,--quiet", synth_quiet, "no progress line");
+
   TokenizeArgs tok;
   auto* tokenize = app.add_subcommand("tokenize", "token ids (or pieces) of a text, as llama.cpp's llama-tokenize prints them");
   tokenize->add_option("MODEL", tok.model, "model whose tokenizer to use (directory, .bin or .gguf)");
@@ -727,6 +779,7 @@ int main(int argc, char** argv) {
     if (*generate) run_generate(gen_model, prompt, gen_options, gen_json);
     if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
+    if (*synth) run_synth(synth_options, synth_dtype, synth_tokenizer, synth_list, synth_quiet);
     if (*checkpoint_bench) {
       const auto cost = fbq::measure_checkpoint_cost(checkpoint_dir, checkpoint_hidden, checkpoint_windows,
                                                      checkpoint_seqlen, checkpoint_float_stream);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end speed at a real shape (section "decode-1b" of docs/RESULTS.md): a TinyLlama-1.1B-shaped model
-# with random bf16 weights (scripts/random_model.py; speed does not depend on the values), quantized by RTN at
+# with random bf16 weights (`fbq synth`; speed does not depend on the values), quantized by RTN at
 # W4/W3/W2 g128 and with a rank-32 branch (LQER), each timed by `fbq bench` (128-token prompt, then 128 decode
 # steps, best of 3) with float and with int8 activations. The models are kept in build/models/ for reruns.
 # Run it on an otherwise idle machine. Usage: scripts/decode_1b.sh
@@ -8,7 +8,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active}
 source "$(dirname "$0")/lib/results.sh"
 results_open decode-1b 0
 base=build/models/tinyllama-1.1b-random
-[ -d "$base" ] || /usr/bin/python3 scripts/random_model.py --shape tinyllama-1.1b -o "$base"
+[ -d "$base" ] || "$FBQ" synth --shape tinyllama-1.1b -o "$base"
 
 bench_row() {  # bench_row LABEL DIR ACTIVATIONS
   echo "== decode-1b: $1 ($3 activations)" >&2
@@ -21,7 +21,7 @@ quantized() {  # quantized LABEL NAME QUANTIZE_ARGS...
   bench_row "$label" "$dir" float
   bench_row "$label" "$dir" int8
 }
-bench_row "f32 (bf16 file, held as f32)" "$base" float
+bench_row "bf16 (held as stored)" "$base" float
 quantized "W4 g128" w4 --method rtn --bits 4 --group-size 128
 quantized "W3 g128" w3 --method rtn --bits 3 --group-size 128
 quantized "W2 g128" w2 --method rtn --bits 2 --group-size 128

@@ -349,7 +349,7 @@ def decode_1b(rows):
     r0 = rows[0]
     return ["## End-to-end decode at the TinyLlama-1.1B shape", "", generated_by("decode-1b"), "",
             "A TinyLlama-1.1B-shaped model (22 layers, dim 2048, FFN 5632, GQA 32/4 heads, vocab 32000) with random bf16 "
-            "weights (`scripts/random_model.py`), quantized by RTN (LQER for the branch) at g128. `fbq bench`: prefill of "
+            "weights (`fbq synth`), quantized by RTN (LQER for the branch) at g128. `fbq bench`: prefill of "
             f'{r0["prompt_tokens"]} tokens, then {r0["decode_tokens"]} decode steps, best of 3, {r0["threads"]} threads, '
             f'OPENBLAS_CORETYPE={r0["coretype"]}. Packed models keep `lm_head` in bf16 as stored (131 MB that every decode '
             "step reads) and the embedding in f32 (only the token's row is read).", ""] + speed_table(rows, 1)
