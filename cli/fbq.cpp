@@ -576,6 +576,8 @@ int main(int argc, char** argv) {
   synth->add_option("-o,--output", synth_options.output, "output directory (new; written atomically)");
   synth->add_option("--dtype", synth_dtype, "weight dtype: bf16, f16 or f32")->capture_default_str();
   synth->add_option("--seed", synth_options.seed, "seed of the random weights")->capture_default_str();
+  synth->add_option("--layers", synth_options.layers, "decoder layers (default: the published count; fewer: a truncated "
+                                                      "model of the same layer shape)");
   synth->add_option("--tokenizer", synth_tokenizer, "tokenizer.model or tokenizer.json to copy in (default: the shape's own)");
   synth->add_option("--tokenizer-dir", synth_options.tokenizer_dir, "where the shapes' own tokenizers are")
       ->capture_default_str();

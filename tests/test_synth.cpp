@@ -72,6 +72,7 @@ TEST(Synth, BadRequestsAreOneErrorLine) {
   test::expect_cli_fails("synth --shape smollm2-135m -o '" + out + "' --dtype int4 --no-tokenizer", tmp.path());
   test::expect_cli_fails("synth --shape smollm2-135m -o '" + out + "' --tokenizer-dir /no/such/dir", tmp.path());
   test::expect_cli_fails("synth --shape smollm2-135m", tmp.path());
+  test::expect_cli_fails("synth --shape smollm2-135m -o '" + out + "' --layers 31 --no-tokenizer", tmp.path());
   test::expect_cli_fails("synth --shape smollm2-135m -o '" + tmp.path().string() + "' --no-tokenizer", tmp.path());
   EXPECT_FALSE(std::filesystem::exists(out)) << "nothing written on failure";
   const auto message =
@@ -90,6 +91,10 @@ TEST(Synth, CopiesTheShapesOwnTokenizer) {
   const auto model = load_model(options.output);
   ASSERT_TRUE(model.tokenizer);
   EXPECT_EQ(model.tokenizer->vocab_size(), 49152);
+  options.output = tmp.path() / "two-layers";
+  options.layers = 2;
+  write_synthetic_model(options);
+  EXPECT_EQ(load_model(options.output).config.n_layers, 2);
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            "tokenizer-speed": "scripts/tokenizer_speed.sh",
            "plots": "scripts/plots.sh", "presets": "scripts/presets.sh",
            "fbquant-block": "scripts/fbquant_study.sh block", "int8-activations": "scripts/int8_accuracy.sh",
-           "decode-1b": "scripts/decode_1b.sh"}
+           "decode-1b": "scripts/decode_1b.sh", "scale": "scripts/scale.sh"}
 
 
 def summarize(path):
@@ -382,11 +382,49 @@ def fbquant_cost(rows):
     return out
 
 
+def scale_rate(r):
+    res = r["result"]
+    if r["kind"] == "perplexity":
+        return f'{res["tokens"] / res["seconds"]:.1f} (prefill, {res["windows"]} × {res["ctx"]} tokens)'
+    if r["kind"] == "generate":
+        return (f'{res["decode_tokens_per_second"]:.2f} (decode, {res["decode_steps"]} steps; prefill '
+                f'{res["prefill_tokens_per_second"]:.1f})')
+    return "–"
+
+
+def scale_note(r):
+    res = r["result"]
+    if r["kind"] == "perplexity":
+        return f'PPL {res["ppl"]:.0f} (random weights)'
+    if r["kind"] == "quantize":
+        layers = r["layers"]
+        return (f'{len(layers) // 7} decoder layers: method {sum(layers) / (len(layers) / 7):.1f} s per decoder layer, '
+                f'{res["seconds"] / (len(layers) / 7):.1f} s per decoder layer in all; {res["bits_per_weight"]:.3f} bits/weight, '
+                f'{res["output_bytes"] / 2**30:.2f} GiB written')
+    return ""
+
+
+def scale(rows):
+    r0 = next(r for r in rows if r["kind"] == "quantize")
+    out = ["## Memory and time at the Llama-2-7B shape", "", generated_by("scale"), "",
+           f'A {r0["shape"]}-shaped model with random bf16 weights (`fbq synth`), its weights memory-mapped as stored. '
+           f'Quantization (GPTQ W4 g128) of the first {len(r0["layers"]) // 7} decoder layers of that shape '
+           "(`fbq synth --layers`: the whole model takes minutes per layer on 2 cores, see the per-layer seconds), "
+           f'{r0["nsamples"]} calibration windows × {r0["seqlen"]} tokens (the real setting is 128 × 512). '
+           "Peak RSS is each command's own "
+           f'(`--json` `peak_rss_mib`); wall time includes loading. OPENBLAS_CORETYPE={r0["coretype"]}.', "",
+           "| step | command | peak RSS | wall | tokens/s | notes |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f'| {r["label"]}: {r["kind"]} | `{r["command"]}` | {r["result"]["peak_rss_mib"] / 1024:.2f} GiB | '
+                   f'{r["wall_seconds"]:.0f} s | {scale_rate(r)} | {scale_note(r)} |')
+    return out
+
+
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift, "fbquant-block": fbquant_block,
              "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, "int8-activations": int8_activations,
-             "decode-1b": decode_1b,
+             "decode-1b": decode_1b, "scale": scale,
              **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),

@@ -24,4 +24,9 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
+// Drops the pages wholly inside `bytes` from this process's resident memory. Only for bytes of a read-only
+// file mapping (a MappedFile): they are read back from the file if touched again. Streaming a checkpoint
+// layer by layer calls it on what it has converted, so a 13 GB file does not stay resident as it is read.
+void release_pages(std::span<const std::uint8_t> bytes);
+
 }  // namespace fbq

@@ -119,6 +119,11 @@ void TensorStore::add(std::shared_ptr<const void> owner, TensorView view) {
   by_name_.emplace(std::move(name), std::move(view));
 }
 
+void TensorStore::add(std::shared_ptr<const SafetensorsFile> file, const TensorView& view) {
+  add(std::shared_ptr<const void>(std::move(file)), view);
+  file_mapped_.insert(view.name);
+}
+
 TensorStore TensorStore::open_file(const std::filesystem::path& file) {
   TensorStore store(file);
   auto parsed = std::make_shared<const SafetensorsFile>(file);
@@ -194,6 +199,7 @@ std::vector<float> TensorStore::load_f32(const std::string& name, const std::vec
     fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", source_.string(), name, dtype_name(view.dtype));
   std::vector<float> values(static_cast<std::size_t>(view.numel()));
   convert_to_f32(view.dtype, view.data.data(), values.size(), values.data());
+  if (file_mapped_.contains(name)) release_pages(view.data);
   check_finite(name, values);
   return values;
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 #include <span>
 #include <string>
@@ -48,6 +49,8 @@ class TensorStore {
 
   // Registers `view` (its bytes must live in `owner`); a duplicate name is an error.
   void add(std::shared_ptr<const void> owner, TensorView view);
+  // The same for a view into `file`'s read-only mapping.
+  void add(std::shared_ptr<const SafetensorsFile> file, const TensorView& view);
 
   const TensorView* find(const std::string& name) const;
   const TensorView& get(const std::string& name) const;  // throws "tensor X is missing from ..."
@@ -56,13 +59,15 @@ class TensorStore {
   std::vector<const TensorView*> all() const;            // sorted by name
   const std::filesystem::path& source() const { return source_; }
 
-  // Float32 copy of a float tensor whose shape must equal `expected_shape` (error names both shapes).
+  // Float32 copy of a float tensor whose shape must equal `expected_shape` (error names both shapes). The
+  // source pages of a tensor from a safetensors file are released from resident memory after the copy.
   std::vector<float> load_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape) const;
 
  private:
   std::filesystem::path source_;
   std::map<std::string, std::shared_ptr<const void>> owners_;
   std::map<std::string, TensorView> by_name_;
+  std::set<std::string> file_mapped_;  // tensors whose bytes are in a read-only file mapping
 };
 
 // Refuses weights with NaN/Inf: they would silently poison every output. Names the tensor and the first bad index.

@@ -214,10 +214,14 @@ void write_synthetic_model(const SynthOptions& options) {
   fs::remove_all(temp);
   fs::create_directories(temp);
   copy_tokenizer(shape, options, temp);  // before the long part: a missing tokenizer fails at once
-  auto config = to_hf_config(shape.config);
+  auto model_config = shape.config;
+  if (options.layers < 0 || options.layers > model_config.n_layers)
+    fail("synth: --layers must be 1..{} for {} (got {})", model_config.n_layers, shape.name, options.layers);
+  if (options.layers > 0) model_config.n_layers = options.layers;
+  auto config = to_hf_config(model_config);
   config["torch_dtype"] = options.dtype == DType::BF16 ? "bfloat16" : options.dtype == DType::F16 ? "float16" : "float32";
   std::ofstream(temp / "config.json") << config.dump(2) << "\n";
-  write_weights(shape.config, options, temp / "model.safetensors");
+  write_weights(model_config, options, temp / "model.safetensors");
   fs::rename(temp, options.output);
 }
 

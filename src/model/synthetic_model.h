@@ -28,6 +28,9 @@ struct SynthOptions {
   std::filesystem::path output;
   DType dtype = DType::BF16;
   std::uint64_t seed = 0;
+  // Decoder layers to write (0: the published count). Fewer give a truncated model of the same layer shape,
+  // for per-layer time and memory when the whole one would take too long.
+  int layers = 0;
   std::optional<std::filesystem::path> tokenizer;  // a tokenizer.model / tokenizer.json to copy in
   std::filesystem::path tokenizer_dir = "../shared/tokenizers";  // where the shape's own tokenizer is looked for
   bool without_tokenizer = false;
