@@ -13,6 +13,7 @@
 #include "kernels/gemv_dense.h"
 #include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
+#include "pack/half_linear.h"
 #include "pack/packed_linear.h"
 #include "quant/group_quant.h"
 #include "quant/method.h"
@@ -157,6 +158,38 @@ TEST(Kernels, PreferredIsaSteersBest) {
 
 // The 16-bit float GEMV (bf16/f16 checkpoints run as stored): every SIMD variant against the scalar reference,
 // odd shapes, every batch, ≤ 1e-5 of Σ|w·x|.
+// A rows × cols matrix stored in bf16 or f16, and its exact f32 widening.
+struct HalfMatrix {
+  std::vector<std::uint16_t> stored;
+  std::vector<float> widened;
+};
+
+HalfMatrix random_half(DType dtype, int rows, int cols, std::uint64_t seed) {
+  const auto values = random_values(static_cast<std::size_t>(rows) * cols, seed);
+  HalfMatrix m{std::vector<std::uint16_t>(values.size()), std::vector<float>(values.size())};
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    m.stored[i] = dtype == DType::F16 ? float_to_half(values[i])
+                                      : static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);
+    m.widened[i] = dtype == DType::F16 ? half_to_float(m.stored[i]) : bf16_to_float(m.stored[i]);
+  }
+  return m;
+}
+
+// y = x·Wᵀ in double (t-major), and Σ|terms| per output: the reference and the scale of its rounding.
+void exact_product(const std::vector<float>& w, int rows, int cols, const float* x, int batch, std::vector<float>& exact,
+                   std::vector<double>& magnitude) {
+  std::vector<double> sums(static_cast<std::size_t>(batch) * rows);
+  magnitude.assign(sums.size(), 0.0);
+  for (int t = 0; t < batch; ++t)
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        const double term = double(w[static_cast<std::size_t>(i) * cols + j]) * x[static_cast<std::size_t>(t) * cols + j];
+        magnitude[static_cast<std::size_t>(t) * rows + i] += std::fabs(term);
+        sums[static_cast<std::size_t>(t) * rows + i] += term;
+      }
+  exact.assign(sums.begin(), sums.end());
+}
+
 TEST(Kernels, DenseHalfMatchesScalar) {
   for (const DType dtype : {DType::BF16, DType::F16})
     for (const KernelIsa isa : {KernelIsa::avx2, KernelIsa::avx512}) {
@@ -166,34 +199,40 @@ TEST(Kernels, DenseHalfMatchesScalar) {
       }
       for (const int cols : {256, 203}) {  // 203: a tail after the last 16 (and 8) columns
         const int rows = 37;
-        const auto values = random_values(static_cast<std::size_t>(rows) * cols, 23);
-        std::vector<std::uint16_t> w(values.size());
-        std::vector<float> widened(values.size());
-        for (std::size_t i = 0; i < w.size(); ++i) {
-          w[i] = dtype == DType::F16 ? float_to_half(values[i])
-                                     : static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(values[i]) >> 16);
-          widened[i] = dtype == DType::F16 ? half_to_float(w[i]) : bf16_to_float(w[i]);
-        }
+        const auto w = random_half(dtype, rows, cols, 23);
         for (int batch = 1; batch <= 9; ++batch) {  // 9: a chunk of 8, then 1
           SCOPED_TRACE(fmt::format("{} {} cols {} batch {}", dtype_name(dtype), kernel_isa_name(isa), cols, batch));
           const auto x = unaligned_input(batch, cols, 29 + batch);
-          std::vector<float> got(static_cast<std::size_t>(batch) * rows), want(got.size());
-          std::vector<double> magnitude(got.size()), exact(got.size());
-          gemv_half(dtype, w.data(), rows, cols, x.data(), batch, got.data(), isa);
-          gemv_half(dtype, w.data(), rows, cols, x.data(), batch, want.data(), KernelIsa::scalar);
-          for (int t = 0; t < batch; ++t)
-            for (int i = 0; i < rows; ++i)
-              for (int j = 0; j < cols; ++j) {
-                const double term = double(widened[static_cast<std::size_t>(i) * cols + j]) * x.data()[t * cols + j];
-                magnitude[static_cast<std::size_t>(t) * rows + i] += std::fabs(term);
-                exact[static_cast<std::size_t>(t) * rows + i] += term;
-              }
+          std::vector<float> got(static_cast<std::size_t>(batch) * rows), want(got.size()), exact;
+          std::vector<double> magnitude;
+          gemv_half(dtype, w.stored.data(), rows, cols, x.data(), batch, got.data(), isa);
+          gemv_half(dtype, w.stored.data(), rows, cols, x.data(), batch, want.data(), KernelIsa::scalar);
+          exact_product(w.widened, rows, cols, x.data(), batch, exact, magnitude);
           expect_close(got, want, magnitude, 1e-5);
-          expect_close(want, std::vector<float>(exact.begin(), exact.end()), magnitude, 1e-5);  // the reference itself
+          expect_close(want, exact, magnitude, 1e-5);  // the reference itself
         }
       }
     }
   EXPECT_THROW(gemv_half(DType::F32, nullptr, 1, 1, nullptr, 1, nullptr), Error);
+}
+
+// Prefill through HalfLinear: tiles of rows widened to f32, one GEMM each (here 3 tiles, the last one partial),
+// against the exact product; decode batches take the GEMV.
+TEST(Kernels, HalfLinearPrefillMatchesExactProduct) {
+  const int rows = 300, cols = 8192;  // tiles of 2^20 / 8192 = 128 rows
+  for (const DType dtype : {DType::BF16, DType::F16}) {
+    auto w = std::make_shared<HalfMatrix>(random_half(dtype, rows, cols, 41));
+    const HalfLinear linear(StoredMatrix(dtype, rows, cols, w->stored.data(), w));
+    for (const int batch : {3, kKernelMaxBatch + 7}) {
+      SCOPED_TRACE(fmt::format("{} batch {}", dtype_name(dtype), batch));
+      const auto x = unaligned_input(batch, cols, 43);
+      std::vector<float> got(static_cast<std::size_t>(batch) * rows), exact;
+      std::vector<double> magnitude;
+      linear.forward(x.data(), batch, got.data());
+      exact_product(w->widened, rows, cols, x.data(), batch, exact, magnitude);
+      expect_close(got, exact, magnitude, 1e-5);
+    }
+  }
 }
 
 }  // namespace
