@@ -42,9 +42,10 @@ namespace {
 
 using fbq::Model;
 
-// Every --json object carries the process's peak resident memory so far (scripts/scale.sh reads it).
+// Every --json report carries the process's peak resident memory (scripts/scale.sh reads it): the one it
+// already holds (the quantize verdict, as saved in verdict.json), else the peak so far.
 void print_json(nlohmann::json out) {
-  out["peak_rss_mib"] = fbq::peak_rss_mib();
+  if (!out.contains("peak_rss_mib")) out["peak_rss_mib"] = fbq::peak_rss_mib();
   fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
@@ -453,7 +454,7 @@ void run_tokenize(const TokenizeArgs& args) {
   if (args.json) {
     nlohmann::json out = {{"ids", ids}};
     if (args.pieces) out["pieces"] = pieces;
-    print_json(out);
+    fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));  // ids only, as llama-tokenize
   } else if (args.pieces) {
     for (std::size_t i = 0; i < ids.size(); ++i) fmt::print("{:>6} -> '{}'\n", ids[i], printable_piece(pieces[i]));
   } else {
