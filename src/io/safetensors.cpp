@@ -190,11 +190,16 @@ std::vector<const TensorView*> TensorStore::all() const {
   return out;
 }
 
-std::vector<float> TensorStore::load_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
+const TensorView& TensorStore::get(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
   const auto& view = get(name);
   if (view.shape != expected_shape)
     fail("{}: tensor '{}' has shape {}, but config.json implies [{}]", source_.string(), name, view.shape_string(),
          fmt::join(expected_shape, ", "));
+  return view;
+}
+
+std::vector<float> TensorStore::load_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
+  const auto& view = get(name, expected_shape);
   if (!dtype_is_float(view.dtype))
     fail("{}: tensor '{}' has dtype {}; expected F32, F16 or BF16", source_.string(), name, dtype_name(view.dtype));
   std::vector<float> values(static_cast<std::size_t>(view.numel()));

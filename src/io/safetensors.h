@@ -54,6 +54,8 @@ class TensorStore {
 
   const TensorView* find(const std::string& name) const;
   const TensorView& get(const std::string& name) const;  // throws "tensor X is missing from ..."
+  // The same, also refusing a shape other than `expected_shape` (the error names both shapes).
+  const TensorView& get(const std::string& name, const std::vector<std::int64_t>& expected_shape) const;
   // What keeps tensor `name`'s bytes alive (its mapped file): hold it to use the bytes after the store is gone.
   std::shared_ptr<const void> owner(const std::string& name) const;
   std::vector<const TensorView*> all() const;            // sorted by name

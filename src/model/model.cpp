@@ -54,10 +54,7 @@ std::vector<float> load_f16_as_float(const TensorStore& store, const std::string
 // A 16-bit float tensor left in the mapped file (copied only when its bytes are not 2-byte aligned), refused
 // when it holds NaN/Inf.
 StoredMatrix stored_half(const TensorStore& store, const std::string& name, std::int64_t rows, std::int64_t cols) {
-  const auto& view = store.get(name);
-  if (view.shape != std::vector<std::int64_t>{rows, cols})
-    fail("{}: tensor '{}' has shape {}, but config.json implies [{}, {}]", store.source().string(), name,
-         view.shape_string(), rows, cols);
+  const auto& view = store.get(name, {rows, cols});
   StoredMatrix matrix(view.dtype, rows, cols, view.data.data(), store.owner(name));
   if (reinterpret_cast<std::uintptr_t>(view.data.data()) % 2 != 0) {
     auto copy = std::make_shared<std::vector<std::uint16_t>>(view.data.size() / 2);
