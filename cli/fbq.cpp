@@ -659,6 +659,16 @@ int main(int argc, char** argv) {
                      "report each linear's output error against the float model (runs its activations beside)");
   quantize->add_option("--damp", quant.method_options.damp, "GPTQ damping (fraction of mean diag H)")->capture_default_str();
   quantize->add_option("--block-size", quant.method_options.block_size, "GPTQ lazy-batch block size")->capture_default_str();
+  std::string zero_points = "any";
+  quantize->add_option("--zero-points", zero_points,
+                       "grid's zero points: any (z in [0, 2^b-1]), gptq (z in [1, 2^b-1]: what GPTQ v1 checkpoints "
+                       "store) or symmetric (z = 2^(b-1), as --sym)")
+      ->capture_default_str();
+  bool symmetric = false;
+  quantize->add_flag("--sym", symmetric, "symmetric grid, z = 2^(b-1) (vLLM's Marlin kernel; llama.cpp Q4_0/Q8_0)");
+  quantize->add_option("--scale-bits", quant.method_options.spec.scale_bits,
+                       "significant bits kept in each f16 scale (11 = all; 7 makes llama.cpp's Q4_1 exact)")
+      ->capture_default_str();
   quantize->add_flag("--act-order", quant.method_options.act_order, "GPTQ: quantize columns by decreasing diag(H)");
   quantize->add_flag("--clip-search", quant.method_options.clip_search, "RTN/AWQ/LQER: per-group clip ratio search");
   quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
@@ -841,6 +851,12 @@ int main(int argc, char** argv) {
       if (block_input != "quantized" && block_input != "float")
         fbq::fail("--block-input must be quantized or float (got '{}')", block_input);
       quant.block_float_input = block_input == "float";
+      quant.method_options.spec.zero_points = fbq::parse_zero_points(zero_points);
+      if (symmetric) {
+        if (quant.method_options.spec.zero_points == fbq::ZeroPoints::nonzero)
+          fbq::fail("--sym and --zero-points {} contradict each other", zero_points);
+        quant.method_options.spec.zero_points = fbq::ZeroPoints::symmetric;
+      }
       preset.apply(quant);
       if (preset.applies()) verdict.preset = preset.name;
       if (!verdict.skip_eval && !std::filesystem::is_regular_file(verdict.eval_text))

@@ -12,6 +12,7 @@
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "pack/packed_linear.h"
+#include "io/dtype.h"
 #include "kernels/gemv_int8.h"
 #include "kernels/gemv_packed.h"
 #include "quant/quantize_model.h"
@@ -29,31 +30,54 @@ std::vector<float> random_matrix(int rows, int cols, std::uint64_t seed, float s
   return values;
 }
 
-TEST(GroupQuant, RtnErrorIsAtMostHalfAStep) {
-  for (const int bits : {2, 3, 4, 8})
-    for (const int group : {32, 64, 128}) {
-      const int rows = 13, cols = 256;
-      auto weights = random_matrix(rows, cols, bits * 100 + group);
-      weights[5] = 40.0f;  // an outlier widens one group's range
-      const auto q = quantize_rtn(weights.data(), rows, cols, {bits, group});
-      const auto restored = q.dequantize();
-      for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < cols; ++c) {
-          const std::size_t i = static_cast<std::size_t>(r) * cols + c;
-          const auto& p = q.group(r, c);
-          ASSERT_LE(std::fabs(restored[i] - weights[i]), 0.5f * p.scale * (1.0f + 1e-5f))
-              << "bits " << bits << " group " << group << " at " << r << "," << c;
-          ASSERT_GE(p.zero, 0);
-          ASSERT_LE(p.zero, (1 << bits) - 1);
+// Every grid setting keeps |w − ŵ| ≤ s/2 and its own promise: zero points in range (≥ 1 for GPTQ v1's,
+// 2^(b−1) when symmetric), scales with at most scale_bits significant bits. Rows 1 and 2 are all-positive and
+// all-negative, where the widest grid's zero point sits at an end.
+TEST(GroupQuant, RtnErrorIsAtMostHalfAStepOnEveryGrid) {
+  for (const auto zero_points : {ZeroPoints::any, ZeroPoints::nonzero, ZeroPoints::symmetric})
+    for (const int scale_bits : {11, 7})
+      for (const int bits : {2, 3, 4, 8})
+        for (const int group : {32, 64, 128}) {
+          const int rows = 13, cols = 256;
+          auto weights = random_matrix(rows, cols, bits * 100 + group);
+          weights[5] = 40.0f;  // an outlier widens one group's range
+          for (int c = 0; c < cols; ++c) {
+            weights[cols + c] = std::fabs(weights[cols + c]) + 0.1f;
+            weights[2 * cols + c] = -std::fabs(weights[2 * cols + c]);
+          }
+          const QuantSpec spec{bits, group, zero_points, scale_bits};
+          const auto q = quantize_rtn(weights.data(), rows, cols, spec);
+          const auto restored = q.dequantize();
+          const auto where = [&](int r, int c) {
+            return fmt::format("{} zeros, {} scale bits, bits {} group {} at {},{}", zero_points_name(zero_points),
+                               scale_bits, bits, group, r, c);
+          };
+          for (int r = 0; r < rows; ++r)
+            for (int c = 0; c < cols; ++c) {
+              const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+              const auto& p = q.group(r, c);
+              ASSERT_LE(std::fabs(restored[i] - weights[i]), 0.5f * p.scale * (1.0f + 1e-5f)) << where(r, c);
+              const int lowest = zero_points == ZeroPoints::nonzero ? 1 : 0;
+              ASSERT_GE(p.zero, lowest) << where(r, c);
+              ASSERT_LE(p.zero, (1 << bits) - 1) << where(r, c);
+              if (zero_points == ZeroPoints::symmetric) ASSERT_EQ(p.zero, 1 << (bits - 1)) << where(r, c);
+              const std::uint16_t half = float_to_half(p.scale);
+              ASSERT_EQ(half_to_float(half), p.scale) << where(r, c);
+              ASSERT_EQ(half & ((1u << (11 - scale_bits)) - 1), 0u) << where(r, c);
+            }
         }
-    }
 }
 
 TEST(GroupQuant, RejectsUnsupportedSpecs) {
   EXPECT_THROW((QuantSpec{5, 128}.validate(256)), Error);
   EXPECT_THROW((QuantSpec{4, 100}.validate(256)), Error);
   EXPECT_THROW((QuantSpec{4, 0}.validate(256)), Error);
+  EXPECT_THROW((QuantSpec{4, 128, ZeroPoints::any, 12}.validate(256)), Error);
+  EXPECT_THROW((QuantSpec{4, 128, ZeroPoints::any, 1}.validate(256)), Error);
   EXPECT_NO_THROW((QuantSpec{3, 256}.validate(256)));  // per-channel
+  EXPECT_EQ(parse_zero_points("gptq"), ZeroPoints::nonzero);
+  EXPECT_EQ(parse_zero_points("symmetric"), ZeroPoints::symmetric);
+  EXPECT_THROW(parse_zero_points("asym"), Error);
 }
 
 TEST(Packing, RoundTripEveryBitsAndGroup) {

@@ -163,7 +163,8 @@ json recorded_settings(const QuantizeOptions& options) {
   const auto& mo = options.method_options;
   json settings = {{"method", options.method},
           {"options",
-           {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"rank", mo.rank}, {"damp", mo.damp},
+           {{"bits", mo.spec.bits}, {"group_size", mo.spec.group_size}, {"zero_points", zero_points_name(mo.spec.zero_points)},
+            {"scale_bits", mo.spec.scale_bits}, {"rank", mo.rank}, {"damp", mo.damp},
             {"block_size", mo.block_size}, {"act_order", mo.act_order}, {"clip_search", mo.clip_search},
             {"scaled_svd", mo.scaled_svd}, {"branch_bits", mo.branch_bits}, {"params", mo.params},
             {"float_target", options.float_target}, {"report_float_error", options.report_float_error},

@@ -42,7 +42,7 @@ void feedback_quantize_rtn(const std::vector<float>& weights, const std::vector<
       for (int c = 0; c < n; c += g) {
         const std::size_t offset = static_cast<std::size_t>(row) * n + c;
         for (int j = 0; j < g; ++j) residual[j] = weights[offset + j] - sigma[offset + j];
-        const auto params = fit_group(residual.data(), g, spec.bits);
+        const auto params = fit_group(residual.data(), g, spec);
         quantize_group_into(out, row, c, residual.data(), g, params);
         for (int j = 0; j < g; ++j) error[offset + j] = dequantize_value(out.codes[offset + j], params) - residual[j];
       }

@@ -124,7 +124,7 @@ QuantizedMatrix gptq_quantize(const std::vector<float>& weights, int m, int n, c
     for (int r = 0; r < m; ++r)
       for (int c = 0; c < n; c += g) {
         for (int i = 0; i < g; ++i) original[i] = dead[c + i] ? 0.0f : weights[static_cast<std::size_t>(r) * n + c + i];
-        out.params[static_cast<std::size_t>(r) * groups + c / g] = fit_group(original.data(), g, spec.bits);
+        out.params[static_cast<std::size_t>(r) * groups + c / g] = fit_group(original.data(), g, spec);
       }
   }
 
@@ -141,7 +141,7 @@ QuantizedMatrix gptq_quantize(const std::vector<float>& weights, int m, int n, c
       std::uint8_t* row_codes = &out.codes[static_cast<std::size_t>(r) * n];
       for (int k = start; k < end; ++k) {
         // Without act_order order[k] == k, so a group is fitted on its current (error-updated) weights.
-        if (!static_groups && k % g == 0) row_params[k / g] = fit_group(row + k, g, spec.bits);
+        if (!static_groups && k % g == 0) row_params[k / g] = fit_group(row + k, g, spec);
         const GroupParams& params = row_params[order[k] / g];
         const int code = quantize_value(row[k], params, levels);
         row_codes[order[k]] = static_cast<std::uint8_t>(code);

@@ -10,12 +10,22 @@
 
 namespace fbq {
 
+// Which zero points the grid may use. `any` is the widest grid; the others exist so a result can be written
+// exactly in other engines' formats (docs/FORMAT.md "Grid settings"): GPTQ v1 stores z − 1, so it cannot hold
+// z = 0 (`nonzero`: z ∈ [1, 2^b − 1]); vLLM's Marlin kernel and llama.cpp's Q4_0/Q8_0 assume z = 2^(b−1)
+// (`symmetric`).
+enum class ZeroPoints { any, nonzero, symmetric };
+
 struct QuantSpec {
   int bits = 4;
   int group_size = 128;  // input columns per group; equal to the input dim for per-channel
+  ZeroPoints zero_points = ZeroPoints::any;
+  // Significant bits kept in the float16 scale (11 = all). 7 makes llama.cpp's Q4_1 offset m = −s·z exact in
+  // float16 for every z < 16 (docs/FORMAT.md).
+  int scale_bits = 11;
 
   int levels() const { return (1 << bits) - 1; }  // largest code
-  // Throws fbq::Error unless bits ∈ {2,3,4,8} and group_size divides `in_features`.
+  // Throws fbq::Error unless bits ∈ {2,3,4,8}, group_size divides `in_features` and scale_bits ∈ [2, 11].
   void validate(int in_features) const;
   // b + (16-bit scale + b-bit zero) / g.
   double bits_per_weight() const { return bits + (16.0 + bits) / group_size; }
@@ -26,10 +36,16 @@ struct GroupParams {
   int zero;     // in [0, levels]
 };
 
-// Scale/zero of one group's values (min/max, optionally shrunk by `clip` ∈ (0, 1] for clip search).
-GroupParams fit_group(const float* values, int count, int bits, float clip = 1.0f);
+// Scale/zero of one group's values (min/max, optionally shrunk by `clip` ∈ (0, 1] for clip search), on the
+// grid `spec` allows (zero points, scale precision).
+GroupParams fit_group(const float* values, int count, const QuantSpec& spec, float clip = 1.0f);
 // The same with the range's two ends shrunk separately: [clip_low·min, clip_high·max] (learnable clipping, LWC).
-GroupParams fit_group_clipped(const float* values, int count, int bits, float clip_low, float clip_high);
+GroupParams fit_group_clipped(const float* values, int count, const QuantSpec& spec, float clip_low, float clip_high);
+
+// "any" / "nonzero" / "symmetric" ⇄ ZeroPoints (the names in quantization_config); parsing also takes "gptq"
+// (the command line's name for nonzero).
+const char* zero_points_name(ZeroPoints zero_points);
+ZeroPoints parse_zero_points(const std::string& name);
 
 inline int quantize_value(float w, const GroupParams& p, int levels) {
   const float q = __builtin_nearbyintf(w / p.scale) + static_cast<float>(p.zero);

@@ -287,6 +287,8 @@ void validate_reconstruction(const QuantizeOptions& options, bool has_branch) {
   if (method != "fbquant" && method != "rtn" && method != "gptq")
     fail("--reconstruct block works with fbquant, rtn or gptq (got '{}')", method);
   if (options.float_target) fail("--reconstruct block already aims at the float model; drop --float-target");
+  if (options.block.lwc && options.method_options.spec.zero_points != ZeroPoints::any)
+    fail("--lwc learns the clipping of the full asymmetric grid: drop --zero-points/--sym");
   if (options.block.lwc && (method != "rtn" || has_branch))
     fail("--lwc trains the clipping of --method rtn without a branch (drop --rank/--branch-bits)");
   if (!options.block.lwc && !has_branch)
@@ -546,7 +548,9 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   const auto& mo = options.method_options;
   const json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
                              {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank},
-                             {"branch_bits", mo.branch_bits}};
+                             {"branch_bits", mo.branch_bits},
+                             {"zero_points", zero_points_name(mo.spec.zero_points)},
+                             {"scale_bits", mo.spec.scale_bits}};
   json config = to_hf_config(c);
   config["quantization_config"] = quantization;
   write_file_atomically(temp / "config.json", config.dump(2) + "\n");

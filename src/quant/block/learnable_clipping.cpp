@@ -28,7 +28,7 @@ void quantize_clipped(const std::vector<float>& weights, const ClippingLogits& l
       const std::size_t group = static_cast<std::size_t>(row) * (n / g) + c / g;
       const float* values = &weights[static_cast<std::size_t>(row) * n + c];
       quantize_group_into(out, row, c, values, g,
-                          fit_group_clipped(values, g, out.spec.bits, sigmoid(logits.low[group]), sigmoid(logits.high[group])));
+                          fit_group_clipped(values, g, out.spec, sigmoid(logits.low[group]), sigmoid(logits.high[group])));
     }
 }
 
