@@ -24,6 +24,7 @@
 #include "eval/verdict.h"
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
+#include "export/gguf_export.h"
 #include "io/gguf.h"
 #include "io/text_files.h"
 #include "kernels/gemv_int8.h"
@@ -237,6 +238,38 @@ void run_quantize(const fbq::QuantizeOptions& options, const fbq::VerdictOptions
     print_json(result);
   else
     fmt::print("{}", fbq::format_verdict(result));
+}
+
+struct ExportArgs {
+  std::string to;
+  fbq::GgufExportOptions gguf;
+  std::string branch_out;
+  bool json = false;
+};
+
+void run_export(ExportArgs args) {
+  if (args.to != "gguf") fbq::fail("--to {} is not a known target (use gguf)", args.to);
+  if (!args.branch_out.empty()) args.gguf.branch_output = args.branch_out;
+  const auto summary = fbq::export_gguf(args.gguf);
+  if (args.json) {
+    print_json({{"to", "gguf"}, {"output", args.gguf.output}, {"file_bytes", summary.file_bytes},
+                {"linear_types", summary.linear_types}, {"bits_per_weight", summary.bits_per_weight()},
+                {"source_bits_per_weight", summary.source_bits_per_weight},
+                {"branch_output", summary.branch_output}, {"branch_bytes", summary.branch_bytes},
+                {"branch_tensors", summary.branch_tensors}, {"max_rank", summary.max_rank}});
+    return;
+  }
+  std::string types;
+  for (const auto& [type, count] : summary.linear_types) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", type, count);
+  fmt::print("wrote {} ({:.2f} MiB)\n", args.gguf.output.string(), summary.file_bytes / 1048576.0);
+  fmt::print("linears  {} (every weight exact)\n", types);
+  fmt::print("bits     {:.3f} bits/weight as llama.cpp stores them ({:.3f} in fbquant's packed form)\n",
+             summary.bits_per_weight(), summary.source_bits_per_weight);
+  if (summary.branch_tensors > 0)
+    fmt::print("branch   {} ({:.2f} MiB, {} tensors, ranks up to {}, applied at scale 1)\n",
+               summary.branch_output.string(), summary.branch_bytes / 1048576.0, summary.branch_tensors, summary.max_rank);
+  fmt::print("run      llama-cli -m {}{}\n", args.gguf.output.string(),
+             summary.branch_tensors > 0 ? " --lora " + summary.branch_output.string() : "");
 }
 
 // A preset applies unless a method is named without one; any of its settings given explicitly wins.
@@ -585,6 +618,17 @@ int main(int argc, char** argv) {
   synth->add_flag("--no-tokenizer", synth_options.without_tokenizer, "write no tokenizer");
   synth->add_flag("-q,--quiet", synth_quiet, "no progress line");
 
+  ExportArgs export_args;
+  auto* export_command = app.add_subcommand("export", "write a packed model in another engine's format, every weight exact");
+  export_command->add_option("MODEL", export_args.gguf.model, "packed model directory (fbq quantize output)")->required();
+  export_command->add_option("--to", export_args.to, "target: gguf (llama.cpp; the branch as a GGUF LoRA adapter)")
+      ->required();
+  export_command->add_option("-o,--output", export_args.gguf.output, "file to write (written atomically)")->required();
+  export_command->add_option("--branch-out", export_args.branch_out,
+                             "gguf: the branch's LoRA adapter file (default: OUTPUT with .lora.gguf)");
+  export_command->add_flag("--overwrite", export_args.gguf.overwrite, "replace existing output files");
+  export_command->add_flag("--json", export_args.json, "print one JSON summary object");
+
   TokenizeArgs tok;
   auto* tokenize = app.add_subcommand("tokenize", "token ids (or pieces) of a text, as llama.cpp's llama-tokenize prints them");
   tokenize->add_option("MODEL", tok.model, "model whose tokenizer to use (directory, .bin or .gguf)");
@@ -792,6 +836,7 @@ int main(int argc, char** argv) {
     if (*generate) run_generate(gen_model, prompt, gen_options, gen_json);
     if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
+    if (*export_command) run_export(export_args);
     if (*synth) run_synth(synth_options, synth_dtype, synth_tokenizer, synth_list, synth_quiet);
     if (*checkpoint_bench) {
       const auto cost = fbq::measure_checkpoint_cost(checkpoint_dir, checkpoint_hidden, checkpoint_windows,

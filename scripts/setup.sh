@@ -25,6 +25,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The real llama.cpp (npm's node-llama-cpp with its prebuilt linux-x64 CPU binary, pinned in
+# tools/llama-cpp/package-lock.json) for the GGUF export tests; they skip visibly without it.
+if command -v npm >/dev/null 2>&1; then
+  (cd tools/llama-cpp && npm ci --omit=optional --no-audit --no-fund --loglevel=error) ||
+    echo "setup: npm could not install tools/llama-cpp (registry unreachable?); the llama.cpp tests will skip" >&2
+else
+  echo "setup: npm not found (node-llama-cpp needs Node.js >= 20); the llama.cpp tests will skip" >&2
+fi
+
 [ "${1:-}" = "--no-build" ] && exit 0
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"

@@ -1,6 +1,8 @@
 #include "io/gguf_writer.h"
 
-#include <fstream>
+#include <sstream>
+
+#include "io/text_files.h"
 
 #include "util/error.h"
 
@@ -48,10 +50,6 @@ void put_value(std::string& out, GgufType element_type, const std::vector<T>& el
   for (const auto& element : elements) put_value(out, element_type, element);
 }
 
-void pad_to(std::string& out, std::uint64_t alignment) {
-  out.append((alignment - out.size() % alignment) % alignment, '\0');
-}
-
 GgufValue scalar(GgufType type, decltype(GgufValue::value) value) {
   GgufValue result;
   result.type = type;
@@ -96,7 +94,7 @@ void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<std::in
   tensors_.push_back({std::move(name), type, std::move(dims), std::move(data)});
 }
 
-std::string GgufWriter::bytes() const {
+std::string GgufWriter::header() const {
   std::string out = "GGUF";
   put<std::uint32_t>(out, 3);
   put<std::uint64_t>(out, tensors_.size());
@@ -116,18 +114,33 @@ std::string GgufWriter::bytes() const {
     put<std::uint64_t>(out, offset);
     offset += (tensor.data.size() + alignment_ - 1) / alignment_ * alignment_;
   }
-  for (const auto& tensor : tensors_) {
-    pad_to(out, alignment_);
-    out.append(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size());
-  }
   return out;
 }
 
+void GgufWriter::write_to(std::ostream& out) const {
+  std::string chunk = header();
+  std::uint64_t written = 0;
+  const auto emit = [&] {
+    out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    written += chunk.size();
+  };
+  emit();
+  for (const auto& tensor : tensors_) {
+    chunk.assign((alignment_ - written % alignment_) % alignment_, '\0');
+    emit();
+    chunk.assign(reinterpret_cast<const char*>(tensor.data.data()), tensor.data.size());
+    emit();
+  }
+}
+
+std::string GgufWriter::bytes() const {
+  std::ostringstream out;
+  write_to(out);
+  return std::move(out).str();
+}
+
 void GgufWriter::write(const std::filesystem::path& path) const {
-  const auto data = bytes();
-  std::ofstream out(path, std::ios::binary);
-  if (!out.write(data.data(), static_cast<std::streamsize>(data.size())))
-    fail("{}: cannot write the GGUF file", path.string());
+  write_file_atomically(path, [&](std::ostream& out) { write_to(out); });
 }
 
 }  // namespace fbq

@@ -3,6 +3,7 @@
 // raw bytes, each placed at the next multiple of the alignment. Used by the tests and for export.
 #include <cstdint>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,9 +34,13 @@ class GgufWriter {
   void add_tensor(std::string name, GgmlType type, std::vector<std::int64_t> dims, std::vector<std::uint8_t> data);
 
   std::string bytes() const;  // the whole file
-  void write(const std::filesystem::path& path) const;  // throws fbq::Error
+  // Written atomically (PATH.tmp, renamed when complete), streamed tensor by tensor; throws fbq::Error.
+  void write(const std::filesystem::path& path) const;
 
  private:
+  std::string header() const;  // magic, counts, metadata and tensor infos
+  void write_to(std::ostream& out) const;
+
   struct Tensor {
     std::string name;
     GgmlType type;

@@ -1,0 +1,44 @@
+// Scores token sequences with the real llama.cpp (npm's node-llama-cpp, its prebuilt CPU binary), for the tests
+// that check fbquant's GGUF export against it. Reads one JSON request on stdin:
+//   {"model": "m.gguf", "lora": "branch.gguf" | null, "context": 256,
+//    "sequences": [[ids...], ...], "greedy": {"prompt": [ids...], "tokens": N} | null}
+// and prints {"logprobs": [[log p(s[i+1] | s[..i]) for i < len−1], ...], "argmax": [[...], ...],
+// "greedy": [ids...]}: teacher-forced next-token log-probabilities and the greedy continuation.
+import {getLlama} from "node-llama-cpp";
+
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const request = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+
+const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
+const model = await llama.loadModel({modelPath: request.model});
+const lora = request.lora ? {adapters: [{filePath: request.lora, scale: 1.0}]} : undefined;
+const context = await model.createContext({contextSize: request.context ?? 256, sequences: 1, threads: 2, lora});
+const sequence = context.getSequence();
+
+const logprobs = [], argmax = [];
+for (const tokens of request.sequences) {
+  await sequence.clearHistory();
+  const input = tokens.map((token) => [token, {generateNext: {probabilities: true}}]);
+  const results = await sequence.controlledEvaluate(input);
+  const scores = [], best = [];
+  for (let i = 0; i + 1 < tokens.length; i++) {
+    const probabilities = results[i].next.probabilities;
+    scores.push(Math.log(probabilities.get(tokens[i + 1]) ?? 0));
+    best.push(probabilities.entries().next().value[0]);
+  }
+  logprobs.push(scores);
+  argmax.push(best);
+}
+
+let greedy = [];
+if (request.greedy) {
+  await sequence.clearHistory();
+  for await (const token of sequence.evaluate(request.greedy.prompt, {temperature: 0})) {
+    greedy.push(token);
+    if (greedy.length >= request.greedy.tokens) break;
+  }
+}
+process.stdout.write(JSON.stringify({logprobs, argmax, greedy}) + "\n");
+await context.dispose();
+await model.dispose();
