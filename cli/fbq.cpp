@@ -139,7 +139,8 @@ void run_generate(const ModelArgs& model_args, const std::string& prompt, const 
                 {"generated_tokens", result.generated.size()}, {"prefill_seconds", result.prefill_seconds},
                 {"prefill_tokens_per_second", prefill_rate}, {"decode_steps", result.decode_steps},
                 {"decode_seconds", result.decode_seconds}, {"decode_tokens_per_second", decode_rate},
-                {"threads", omp_get_max_threads()}});
+                {"threads", omp_get_max_threads()}, {"prompt_ids", result.prompt_tokens},
+                {"generated_ids", result.generated}});
     return;
   }
   fmt::print("\n");
@@ -443,7 +444,7 @@ void add_sampling_options(CLI::App& command, fbq::GenerateOptions& options) {
 
 struct TokenizeArgs {
   std::string model, tokenizer, prompt, text_file, pre = "gpt2";
-  bool pieces = false, bos = false, parse_special = false, json = false, stats = false;
+  bool pieces = false, bos = false, parse_special = false, json = false, stats = false, paragraphs = false;
 };
 
 // Control characters spelled out, so that a piece like "\n" is visible on its line.
@@ -468,7 +469,10 @@ void run_tokenize(const TokenizeArgs& args) {
     tokenizer_path = *found;
   }
   const auto tokenizer = fbq::load_tokenizer(tokenizer_path, 0, args.pre);
-  const std::string text = args.text_file.empty() ? args.prompt : fbq::read_text_file(args.text_file);
+  if (args.paragraphs && args.text_file.empty()) fbq::fail("tokenize: --paragraphs reads --text FILE");
+  const std::string text = args.text_file.empty() ? args.prompt
+                           : args.paragraphs     ? fbq::read_paragraph_text(args.text_file)
+                                                 : fbq::read_text_file(args.text_file);
   const auto start = std::chrono::steady_clock::now();
   const auto ids = tokenizer->tokenize(text, {.add_bos = args.bos, .parse_special = args.parse_special});
   const double seconds = fbq::seconds_since(start);
@@ -637,6 +641,9 @@ int main(int argc, char** argv) {
                        "tiktoken), .gguf, llama2.c tokenizer.bin");
   auto* tok_prompt = tokenize->add_option("-p,--prompt", tok.prompt, "text to tokenize");
   tokenize->add_option("--text", tok.text_file, "file whose exact bytes to tokenize")->excludes(tok_prompt);
+  tokenize->add_flag("--paragraphs", tok.paragraphs,
+                     "read --text as perplexity does (paragraphs joined by one blank line): with --bos, the tokens "
+                     "perplexity scores, e.g. to score them in another engine");
   tokenize->add_option("--pre", tok.pre, "pre-tokenizer of a vocab.json + merges.txt pair (gpt2, llama3, qwen2, ...)")
       ->capture_default_str();
   tokenize->add_flag("--pieces", tok.pieces, "print each token's id and text");

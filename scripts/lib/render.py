@@ -23,7 +23,7 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            "tokenizer-speed": "scripts/tokenizer_speed.sh",
            "plots": "scripts/plots.sh", "presets": "scripts/presets.sh",
            "fbquant-block": "scripts/fbquant_study.sh block", "int8-activations": "scripts/int8_accuracy.sh",
-           "decode-1b": "scripts/decode_1b.sh", "scale": "scripts/scale.sh"}
+           "decode-1b": "scripts/decode_1b.sh", "scale": "scripts/scale.sh", "export": "scripts/export.sh"}
 
 
 def summarize(path):
@@ -420,11 +420,47 @@ def scale(rows):
     return out
 
 
+def export_types(e):
+    return ", ".join(f"{t} ×{n}" for t, n in sorted(e["linear_types"].items()))
+
+
+def export_agreement(a):
+    line = f'{a["max_abs_dlogp"]:.3f} / {a["mean_abs_dlogp"]:.4f}'
+    if "without_branch" in a:
+        line += f' (no adapter: {a["without_branch"]["max_abs_dlogp"]:.3f} / {a["without_branch"]["mean_abs_dlogp"]:.4f})'
+    return line
+
+
+def export(rows):
+    out = ["## Export to llama.cpp", "", generated_by("export"), "",
+           "Each packed model written by `fbq export --to gguf` (block types chosen from the data so that every weight "
+           "is exact; the branch as a GGUF LoRA adapter at scale 1), loaded by the real llama.cpp (npm's "
+           "`node-llama-cpp` 3.21.1, its prebuilt CPU build, 2 threads) and scored on the same moby-test windows of "
+           "256 tokens that `fbq perplexity` scores on the packed model. llama.cpp's CPU matmuls quantize activations "
+           "to 8 bits, so log-probabilities agree within a tolerance, not bit for bit. |Δ log p| is per scored token "
+           "(max / mean); greedy: how many of fbquant's greedy tokens llama.cpp reproduces from the same prompt; decode "
+           "tokens/s: the same prompt and number of steps in each engine (fbquant: `fbq generate`, int8 activations). "
+           "The 1.1B rows have random weights: their PPL means nothing, agreement and speed do.", "",
+           "| model | row | llama.cpp types | bpw llama.cpp / fbquant | file (adapter) | PPL fbquant / llama.cpp | "
+           "max / mean \\|Δ log p\\| | greedy | decode tok/s fbquant / llama.cpp |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e, a, g = r["export"], r["agreement"], r["fbquant_generate"]
+        adapter = f' ({e["branch_bytes"] / 2**20:.2f} MiB)' if e["branch_tensors"] else ""
+        ppl_delta = 100 * (a["llama_cpp_ppl"] / a["fbquant_ppl"] - 1)
+        out.append(f'| {r["model"]} | {r["label"]} | {export_types(e)} | {e["bits_per_weight"]:.3f} / '
+                   f'{e["source_bits_per_weight"]:.3f} | {e["file_bytes"] / 2**20:.1f} MiB{adapter} | '
+                   f'{a["fbquant_ppl"]:.3f} / {a["llama_cpp_ppl"]:.3f} ({ppl_delta:+.2f}%) | {export_agreement(a)} | '
+                   f'{a["greedy_agree"]}/{a["greedy_tokens"]} | {g["decode_tokens_per_second"]:.1f} / '
+                   f'{a["llama_cpp_timing"]["decode_tokens_per_second"]:.1f} |')
+    return out
+
+
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift, "fbquant-block": fbquant_block,
              "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, "int8-activations": int8_activations,
-             "decode-1b": decode_1b, "scale": scale,
+             "decode-1b": decode_1b, "scale": scale, "export": export,
              **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),

@@ -101,12 +101,17 @@ double h_weighted_norm(const float* matrix, int m, int n, const std::vector<doub
   return total;
 }
 
-double relative_h_error(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
-                        const std::vector<double>& hessian) {
+double h_error_norm(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
+                    const std::vector<double>& hessian) {
   std::vector<float> error(weights.size());
   for (std::size_t i = 0; i < error.size(); ++i) error[i] = reconstructed[i] - weights[i];
+  return h_weighted_norm(error.data(), m, n, hessian);
+}
+
+double relative_h_error(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
+                        const std::vector<double>& hessian) {
   const double reference = h_weighted_norm(weights.data(), m, n, hessian);
-  return reference > 0.0 ? h_weighted_norm(error.data(), m, n, hessian) / reference : 0.0;
+  return reference > 0.0 ? h_error_norm(weights, reconstructed, m, n, hessian) / reference : 0.0;
 }
 
 double max_error_over_half_step(const std::vector<float>& weights, const QuantizedLayer& layer) {

@@ -93,6 +93,9 @@ void check_method_params(const QuantMethod& method, const MethodOptions& options
 // tr(E·H·Eᵀ) / tr(W·H·Wᵀ) with E = Ŵ − W: the layer-wise reconstruction error all methods report.
 double relative_h_error(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
                         const std::vector<double>& hessian);
+// tr(E·H·Eᵀ), the numerator alone (a caller scoring several reconstructions of one W computes tr(W·H·Wᵀ) once).
+double h_error_norm(const std::vector<float>& weights, const std::vector<float>& reconstructed, int m, int n,
+                    const std::vector<double>& hessian);
 // tr(M·H·Mᵀ) for an m × n matrix M.
 double h_weighted_norm(const float* matrix, int m, int n, const std::vector<double>& hessian);
 

@@ -3,7 +3,8 @@
 //   {"model": "m.gguf", "lora": "branch.gguf" | null, "context": 256,
 //    "sequences": [[ids...], ...], "greedy": {"prompt": [ids...], "tokens": N} | null}
 // and prints {"logprobs": [[log p(s[i+1] | s[..i]) for i < len−1], ...], "argmax": [[...], ...],
-// "greedy": [ids...]}: teacher-forced next-token log-probabilities and the greedy continuation.
+// "greedy": [ids...], "timing": {...}}: teacher-forced next-token log-probabilities, the greedy continuation,
+// and its speed (prompt + first token, then tokens/s of the remaining decode steps).
 import {getLlama} from "node-llama-cpp";
 
 const chunks = [];
@@ -31,14 +32,21 @@ for (const tokens of request.sequences) {
   argmax.push(best);
 }
 
-let greedy = [];
+let greedy = [], timing = null;
 if (request.greedy) {
   await sequence.clearHistory();
+  const start = performance.now();
+  let first = start;
   for await (const token of sequence.evaluate(request.greedy.prompt, {temperature: 0})) {
     greedy.push(token);
+    if (greedy.length === 1) first = performance.now();
     if (greedy.length >= request.greedy.tokens) break;
   }
+  const end = performance.now();
+  timing = {prompt_tokens: request.greedy.prompt.length, prompt_and_first_seconds: (first - start) / 1000,
+            decode_steps: greedy.length - 1,
+            decode_tokens_per_second: greedy.length > 1 ? (greedy.length - 1) / ((end - first) / 1000) : null};
 }
-process.stdout.write(JSON.stringify({logprobs, argmax, greedy}) + "\n");
+process.stdout.write(JSON.stringify({logprobs, argmax, greedy, timing}) + "\n");
 await context.dispose();
 await model.dispose();
