@@ -16,6 +16,7 @@
 #include "io/gguf_blocks.h"
 #include "io/text_files.h"
 #include "model/model.h"
+#include "model/synthetic_model.h"
 #include "model/transformer.h"
 #include "pack/packed_linear.h"
 #include "quant/quantize_model.h"
@@ -53,8 +54,12 @@ class GgufExport : public ::testing::Test {
 
   // ref-llama-12m quantized by `method` into tmp/NAME (few windows: the export, not the quality, is tested).
   fs::path quantize(const std::string& method, const QuantSpec& spec, int rank, const std::string& name) const {
+    return quantize_model_dir(test::bundled_model(), name, spec, method, rank);
+  }
+  fs::path quantize_model_dir(const fs::path& model, const std::string& name, const QuantSpec& spec,
+                              const std::string& method = "rtn", int rank = 0) const {
     QuantizeOptions o;
-    o.model = test::bundled_model();
+    o.model = model;
     o.output = tmp_.path() / name;
     o.calibration_text = calib_;
     o.method = method;
@@ -167,6 +172,10 @@ std::vector<int> fbquant_greedy(const Model& model, const std::vector<int>& prom
 
 fs::path llama_cpp_tools() { return test::source_dir() / "tools" / "llama-cpp"; }
 
+bool llama_cpp_installed() {
+  return std::system("node --version >/dev/null 2>&1") == 0 && fs::exists(llama_cpp_tools() / "node_modules" / "node-llama-cpp");
+}
+
 // Runs tools/llama-cpp/score.mjs (node-llama-cpp's prebuilt llama.cpp) on `request`.
 nlohmann::json run_llama_cpp(const nlohmann::json& request, const fs::path& scratch) {
   write_file_atomically(scratch / "request.json", request.dump());
@@ -202,13 +211,40 @@ Agreement agreement(const std::vector<double>& ours, const nlohmann::json& reply
   return a;
 }
 
+// A byte-level BPE vocabulary (SmolLM2's tokenizer.json, on a 2-layer model of its shape) becomes llama.cpp's
+// `gpt2` vocabulary with the pre-tokenizer llama.cpp's converter names for it: llama.cpp tokenizes text as
+// fbquant does, and scores the random-weight model as fbquant does.
+TEST_F(GgufExport, ByteLevelBpeVocabularyTokenizesAsInFbquant) {
+  if (!llama_cpp_installed()) GTEST_SKIP() << "llama.cpp not installed (scripts/setup.sh runs npm ci in tools/llama-cpp)";
+  const auto tokenizers = test::shared_dir() / "tokenizers";
+  SynthOptions synth{.shape = "smollm2-135m", .output = tmp_.path() / "smol", .layers = 2, .tokenizer_dir = tokenizers,
+                     .progress = false};
+  write_synthetic_model(synth);
+  const auto model_dir = quantize_model_dir(synth.output, "smol_w4", {4, 64, ZeroPoints::symmetric});
+  const auto summary = export_to(model_dir, "smol.gguf");
+  EXPECT_EQ(summary.linear_types.at("Q4_0"), 14);
+  const GgufFile file(tmp_.path() / "smol.gguf");
+  EXPECT_EQ(file.get_string("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(file.get_string("tokenizer.ggml.pre"), "starcoder");  // SmolLM's digits-then-GPT-2 splitting
+
+  const Model packed = load_model(model_dir);
+  const std::vector<std::string> texts = {"Hello world! 12345 naïve café, it's 3.14 — ok?",
+                                          "  Two  spaces,\ttabs\nand a newline; emoji 🙂 and 日本語."};
+  const nlohmann::json request = {{"model", tmp_.path() / "smol.gguf"}, {"context", 64}, {"texts", texts},
+                                  {"sequences", {packed.tokenizer->encode(texts[0], false)}}};
+  const auto reply = run_llama_cpp(request, tmp_.path());
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    EXPECT_EQ(reply["tokenized"][i].get<std::vector<int>>(), packed.tokenizer->encode(texts[i], false)) << texts[i];
+  const auto a = agreement(fbquant_logprobs(packed, {packed.tokenizer->encode(texts[0], false)}), reply);
+  EXPECT_LE(a.mean_abs, 0.02) << "max " << a.max_abs << " mean " << a.mean_abs;
+}
+
 // The real engine: W4 g32 FBQuant with a rank-8 branch, exported as Q5_0 + a LoRA adapter. llama.cpp's CPU
 // matmuls quantize activations to 8 bits (Q8_0/Q8_1), so logits agree within a tolerance, not bit for bit:
 // per token |Δ log p| ≤ 0.3 and ≤ 0.02 on average, perplexity within 0.5%. The adapter must matter: without
 // it the mean disagreement is over twice as large (so it is applied, and at scale 1).
 TEST_F(GgufExport, LlamaCppScoresTheExportAsFbquantScoresThePackedModel) {
-  if (std::system("node --version >/dev/null 2>&1") != 0 || !fs::exists(llama_cpp_tools() / "node_modules" / "node-llama-cpp"))
-    GTEST_SKIP() << "llama.cpp not installed: node and tools/llama-cpp/node_modules (scripts/setup.sh runs npm ci there)";
+  if (!llama_cpp_installed()) GTEST_SKIP() << "llama.cpp not installed (scripts/setup.sh runs npm ci in tools/llama-cpp)";
   const auto model_dir = quantize("fbquant", {4, 32}, 8, "fbq_w4_r8");
   const auto summary = export_to(model_dir, "fbq_w4_r8.gguf");
   EXPECT_EQ(summary.linear_types.at("Q5_0"), 42);

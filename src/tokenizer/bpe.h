@@ -4,7 +4,9 @@
 // SentencePiece-style BPE (LLaMA-2, Mistral, Phi-3 `tokenizer.json`, GGUF `llama` vocabularies: tokens are
 // UTF-8 pieces with U+2581 for a space, unknown characters fall back to <0xXX> byte tokens).
 // The loaders (bpe_loaders.cpp) turn each file form into a BpeVocabulary.
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,7 +70,13 @@ std::string nfc_normalize(std::string_view text);
 std::string byte_to_alphabet(unsigned char byte);
 std::string alphabet_to_bytes(std::string_view token);
 
+// The name llama.cpp gives `v`'s pre-tokenizer (its `tokenizer.ggml.pre`), or nullopt when no preset has its
+// regexes and normalizer (Hugging Face's spelling of the Llama-3 pattern is recognised too).
+std::optional<std::string> pretokenizer_name(const BpeVocabulary& v);
+
 // Loaders, one per file form (bpe_loaders.cpp). `pre` names the pre-tokenizer where the file has none.
+BpeVocabulary read_hf_tokenizer_json(const std::filesystem::path& path);
+BpeVocabulary read_vocab_merges(const std::filesystem::path& vocab_json, std::string_view pre);
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::filesystem::path& path);
 std::unique_ptr<Tokenizer> load_vocab_merges(const std::filesystem::path& vocab_json, std::string_view pre);
 std::unique_ptr<Tokenizer> load_tiktoken(const std::filesystem::path& path);

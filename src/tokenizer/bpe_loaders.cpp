@@ -29,7 +29,7 @@ std::string excerpt(const json& value, std::size_t limit = 120) {
 // Turns nlohmann's exceptions for a value of the wrong type ("cannot use value() with null") into one
 // error line naming the file.
 template <typename Build>
-std::unique_ptr<Tokenizer> with_json_errors(const std::string& where, Build build) {
+auto with_json_errors(const std::string& where, Build build) {
   try {
     return build();
   } catch (const json::exception& error) {
@@ -286,7 +286,7 @@ BpeVocabulary gguf_vocabulary(const GgufFile& file, bool byte_level) {
   return v;
 }
 
-std::unique_ptr<Tokenizer> hf_tokenizer_json(const fs::path& path) {
+BpeVocabulary hf_tokenizer_json(const fs::path& path) {
   const std::string where = path.string();
   const json root = read_json_file(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object())
@@ -320,10 +320,10 @@ std::unique_ptr<Tokenizer> hf_tokenizer_json(const fs::path& path) {
   if (model.contains("unk_token") && model["unk_token"].is_string()) v.unk_id = id_of(v, model["unk_token"].get<std::string>());
   if (const auto bos = post_processor_bos(root.value("post_processor", json()))) v.bos_id = id_of(v, *bos);
   apply_tokenizer_config(v, sibling(path, "tokenizer.json", "tokenizer_config.json"));
-  return make_bpe_tokenizer(std::move(v), where);
+  return v;
 }
 
-std::unique_ptr<Tokenizer> vocab_merges(const fs::path& vocab_json, std::string_view pre) {
+BpeVocabulary vocab_merges(const fs::path& vocab_json, std::string_view pre) {
   const std::string where = vocab_json.string();
   const fs::path merges_path = sibling(vocab_json, "vocab.json", "merges.txt");
   if (!fs::exists(merges_path))
@@ -349,17 +349,25 @@ std::unique_ptr<Tokenizer> vocab_merges(const fs::path& vocab_json, std::string_
   }
   place_added_tokens(v);
   apply_tokenizer_config(v, sibling(vocab_json, "vocab.json", "tokenizer_config.json"));
-  return make_bpe_tokenizer(std::move(v), where);
+  return v;
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
+BpeVocabulary read_hf_tokenizer_json(const fs::path& path) {
   return with_json_errors(path.string(), [&] { return hf_tokenizer_json(path); });
 }
 
-std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::string_view pre) {
+BpeVocabulary read_vocab_merges(const fs::path& vocab_json, std::string_view pre) {
   return with_json_errors(vocab_json.string(), [&] { return vocab_merges(vocab_json, pre); });
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const fs::path& path) {
+  return make_bpe_tokenizer(read_hf_tokenizer_json(path), path.string());
+}
+
+std::unique_ptr<Tokenizer> load_vocab_merges(const fs::path& vocab_json, std::string_view pre) {
+  return make_bpe_tokenizer(read_vocab_merges(vocab_json, pre), vocab_json.string());
 }
 
 std::unique_ptr<Tokenizer> load_tiktoken(const fs::path& path) {

@@ -55,7 +55,27 @@ const std::vector<Preset>& presets() {
   return table;
 }
 
+// Hugging Face's tokenizer.json spells Llama-3's pattern with a case-insensitive group where llama.cpp
+// spells the cases out; both split text the same way.
+constexpr const char* kLlama3HuggingFace =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 }  // namespace
+
+std::optional<std::string> pretokenizer_name(const BpeVocabulary& v) {
+  // Hugging Face's Digits pre-tokenizer splits ASCII digits where llama.cpp's presets use \p{N}: the presets
+  // llama.cpp's converter assigns such models (smollm, starcoder) are named here the same way.
+  auto regexes = v.pre_regexes;
+  for (auto& regex : regexes) {
+    if (regex == kLlama3HuggingFace) regex = kLlama3;
+    if (regex == "[0-9]") regex = R"(\p{N})";
+    if (regex == "[0-9]+") regex = R"(\p{N}+)";
+  }
+  for (const auto& preset : presets())
+    if (preset.regexes == regexes && preset.nfc == v.nfc && preset.ignore_merges == v.ignore_merges)
+      return std::string(preset.names[0]);
+  return std::nullopt;
+}
 
 PreTokenizer pretokenizer_preset(std::string_view name) {
   std::string known;

@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include "io/gguf_writer.h"
+#include "tokenizer/bpe.h"
 #include "util/error.h"
 
 namespace fbq {
@@ -54,6 +55,42 @@ GgufMetadata sentencepiece_vocabulary(const std::filesystem::path& path) {
   return keys;
 }
 
+std::string in_byte_alphabet(const std::string& bytes) {
+  std::string out;
+  for (const unsigned char byte : bytes) out += byte_to_alphabet(byte);
+  return out;
+}
+
+// A byte-level BPE vocabulary as llama.cpp's `gpt2` model: tokens and merges spelled in GPT-2's byte alphabet
+// (as tokenizer.json spells them), added tokens as written, and the pre-tokenizer by its llama.cpp name.
+GgufMetadata byte_level_vocabulary(const BpeVocabulary& v, const std::filesystem::path& path) {
+  if (v.alphabet != BpeVocabulary::Alphabet::bytes || v.merge_rule != BpeVocabulary::MergeRule::merge_list)
+    fail("{}: only byte-level BPE with a merge list is written into a GGUF (SentencePiece-style: use its .model)",
+         path.string());
+  const auto pre = pretokenizer_name(v);
+  if (!pre) fail("{}: its pre-tokenizer matches none of llama.cpp's presets", path.string());
+  std::vector<std::string> tokens(v.tokens.size());
+  std::vector<std::int64_t> types(v.tokens.size(), kNormal);
+  for (std::size_t id = 0; id < v.tokens.size(); ++id) tokens[id] = in_byte_alphabet(v.tokens[id]);
+  for (const auto& added : v.added) {
+    tokens[added.id] = added.content;
+    types[added.id] = added.special ? kControl : kUserDefined;
+  }
+  for (std::size_t id = 0; id < tokens.size(); ++id)
+    if (tokens[id].empty()) tokens[id] = fmt::format("[PAD{}]", id), types[id] = kUnused;
+  std::vector<std::string> merges;
+  for (const auto& [left, right] : v.merges) merges.push_back(in_byte_alphabet(left) + " " + in_byte_alphabet(right));
+  GgufMetadata keys = {{"tokenizer.ggml.model", gguf_string("gpt2")},
+                       {"tokenizer.ggml.pre", gguf_string(*pre)},
+                       {"tokenizer.ggml.tokens", gguf_string_array(std::move(tokens))},
+                       {"tokenizer.ggml.token_type", gguf_int_array(GgufType::INT32, std::move(types))},
+                       {"tokenizer.ggml.merges", gguf_string_array(std::move(merges))}};
+  if (v.bos_id >= 0) keys.emplace_back("tokenizer.ggml.bos_token_id", gguf_int(GgufType::UINT32, v.bos_id));
+  if (v.eos_id >= 0) keys.emplace_back("tokenizer.ggml.eos_token_id", gguf_int(GgufType::UINT32, v.eos_id));
+  keys.emplace_back("tokenizer.ggml.add_bos_token", gguf_bool(v.bos_id >= 0));
+  return keys;
+}
+
 }  // namespace
 
 GgufMetadata gguf_vocabulary(const std::filesystem::path& tokenizer_file) {
@@ -66,8 +103,13 @@ GgufMetadata gguf_vocabulary(const std::filesystem::path& tokenizer_file) {
     return keys;
   }
   if (tokenizer_file.extension() == ".model") return sentencepiece_vocabulary(tokenizer_file);
-  fail("{}: writing this tokenizer form into a GGUF is not implemented (SentencePiece .model and GGUF vocabularies "
-       "are)", tokenizer_file.string());
+  const auto name = tokenizer_file.filename().string();
+  if (name.ends_with("vocab.json"))  // config.json has no pre-tokenizer name: GPT-2's, as load_tokenizer assumes
+    return byte_level_vocabulary(read_vocab_merges(tokenizer_file, "gpt2"), tokenizer_file);
+  if (tokenizer_file.extension() == ".json")
+    return byte_level_vocabulary(read_hf_tokenizer_json(tokenizer_file), tokenizer_file);
+  fail("{}: writing this tokenizer form into a GGUF is not implemented (SentencePiece .model, tokenizer.json, "
+       "vocab.json + merges.txt and GGUF vocabularies are)", tokenizer_file.string());
 }
 
 }  // namespace fbq

@@ -1,9 +1,9 @@
 // Scores token sequences with the real llama.cpp (npm's node-llama-cpp, its prebuilt CPU binary), for the tests
 // that check fbquant's GGUF export against it. Reads one JSON request on stdin:
 //   {"model": "m.gguf", "lora": "branch.gguf" | null, "context": 256,
-//    "sequences": [[ids...], ...], "greedy": {"prompt": [ids...], "tokens": N} | null}
+//    "sequences": [[ids...], ...], "greedy": {"prompt": [ids...], "tokens": N} | null, "texts": ["..."]}
 // and prints {"logprobs": [[log p(s[i+1] | s[..i]) for i < len−1], ...], "argmax": [[...], ...],
-// "greedy": [ids...], "timing": {...}}: teacher-forced next-token log-probabilities, the greedy continuation,
+// "greedy": [ids...], "timing": {...}, "tokenized": [[ids of each text, no BOS], ...]}: teacher-forced next-token log-probabilities, the greedy continuation,
 // and its speed (prompt + first token, then tokens/s of the remaining decode steps).
 import {getLlama} from "node-llama-cpp";
 
@@ -47,6 +47,7 @@ if (request.greedy) {
             decode_steps: greedy.length - 1,
             decode_tokens_per_second: greedy.length > 1 ? (greedy.length - 1) / ((end - first) / 1000) : null};
 }
-process.stdout.write(JSON.stringify({logprobs, argmax, greedy, timing}) + "\n");
+const tokenized = (request.texts ?? []).map((text) => Array.from(model.tokenize(text)));
+process.stdout.write(JSON.stringify({logprobs, argmax, greedy, timing, tokenized}) + "\n");
 await context.dispose();
 await model.dispose();
