@@ -24,6 +24,7 @@
 #include "eval/verdict.h"
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
+#include "export/gptq_export.h"
 #include "io/gguf.h"
 #include "io/text_files.h"
 #include "kernels/gemv_int8.h"
@@ -196,6 +197,26 @@ void run_inspect(const ModelArgs& model_args) {
   }
   fmt::print("\n{} tensors, {:.2f}M parameters, {:.2f} MiB in the file, {:.2f} MiB of weights held in memory\n",
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
+}
+
+void run_export(const fbq::GptqExportOptions& options) {
+  const auto s = fbq::export_gptq(options);
+  fmt::print("wrote {}: GPTQ checkpoint_format {} ({}), int{} group {}, {}{}\n", options.output.string(),
+             fbq::checkpoint_format_name(s.format), s.format == fbq::GptqZeroFormat::v1 ? "stores z - 1" : "stores z",
+             s.bits, s.group_size > 0 ? s.group_size : -1, s.sym ? "sym" : "asymmetric", s.desc_act ? ", desc_act" : "");
+  fmt::print("{} linears at {:.4f} bits/weight as GPTQ stores them (qweight + qzeros + f16 scales + g_idx); "
+             "model.safetensors {:.2f} MiB\n", s.linears, s.bits_per_weight, s.model_bytes / 1048576.0);
+  if (s.branch_rank > 0)
+    fmt::print("branch: PEFT LoRA adapter in {}/branch, rank {} (every module zero-padded to it, lora_alpha = r, "
+               "scaling 1) on {}; adapter_model.safetensors {:.2f} MiB\n", options.output.string(), s.branch_rank,
+               fmt::join(s.branch_modules, ", "), s.adapter_bytes / 1048576.0);
+  fmt::print("float tensors ({} -> F16): {}\n", fmt::join(s.source_float_dtypes, "/"),
+             s.float_values_changed == 0
+                 ? fmt::format("all {} values exact", s.float_values)
+                 : fmt::format("{} of {} values changed by rounding to f16", s.float_values_changed, s.float_values));
+  for (const auto& warning : s.warnings) fmt::print("note: {}\n", warning);
+  fmt::print("load it with:\n");
+  for (const auto& line : s.serving) fmt::print("  {}\n", line);
 }
 
 void list_synthetic_shapes() {
@@ -567,6 +588,18 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "config, tensors, shapes, dtypes and sizes of a model");
   inspect_model.add_to(*inspect);
 
+  fbq::GptqExportOptions export_options;
+  std::string export_model, export_output, export_target, export_format = "gptq";
+  auto* export_command = app.add_subcommand("export", "write a packed model in another engine's format: --to gptq "
+                                                      "(Hugging Face GPTQ + a PEFT LoRA adapter for the branch)");
+  export_command->add_option("MODEL", export_model, "packed model directory written by fbq quantize")->required();
+  export_command->add_option("--to", export_target, "target format: gptq")->required();
+  export_command->add_option("-o,--output", export_output, "output directory (must not exist; written atomically)")
+      ->required();
+  export_command->add_option("--checkpoint-format", export_format,
+                             "gptq (v1: stores z - 1, needs every zero point >= 1) or gptq_v2 (stores z)")
+      ->capture_default_str();
+
   fbq::SynthOptions synth_options;
   std::string synth_dtype = "bf16", synth_tokenizer;
   bool synth_list = false, synth_quiet = false;
@@ -782,6 +815,13 @@ int main(int argc, char** argv) {
     if (*generate) run_generate(gen_model, prompt, gen_options, gen_json);
     if (*chat) chat_on_stdin(chat_model, chat_template, chat_options);
     if (*inspect) run_inspect(inspect_model);
+    if (*export_command) {
+      if (export_target != "gptq") fbq::fail("export --to {}: the only target is gptq", export_target);
+      export_options.model = export_model;
+      export_options.output = export_output;
+      export_options.format = fbq::parse_checkpoint_format(export_format);
+      run_export(export_options);
+    }
     if (*synth) run_synth(synth_options, synth_dtype, synth_tokenizer, synth_list, synth_quiet);
     if (*checkpoint_bench) {
       const auto cost = fbq::measure_checkpoint_cost(checkpoint_dir, checkpoint_hidden, checkpoint_windows,
