@@ -455,6 +455,7 @@ TEST_F(GptqExport, RefusalsAreOneErrorLine) {
   EXPECT_NE(message(test::bundled_model()).find("is a float model"), std::string::npos);
   EXPECT_NE(message(packed("awq-w4")).find("input_scale"), std::string::npos);
   EXPECT_NE(message(tmp.path() / "missing").find("no such file"), std::string::npos);
+  EXPECT_NE(message(exported("rtn-w4", GptqZeroFormat::v1)).find("already a GPTQ checkpoint"), std::string::npos);
   EXPECT_NE(message(packed("rtn-w4"), "--checkpoint-format gptq_v3").find("gptq_v3"), std::string::npos);
   const auto no_parent = test::expect_cli_fails(export_args(packed("rtn-w4"), tmp.path() / "none" / "out"), tmp.path());
   EXPECT_NE(no_parent.find("does not exist"), std::string::npos);
@@ -509,6 +510,13 @@ TEST_F(GptqExport, BadCheckpointsAreOneErrorLineNamingTheTensor) {
   config["quantization_config"]["bits"] = 5;
   write_file_atomically(bad_bits / "config.json", config.dump());
   EXPECT_NE(test::expect_cli_fails("inspect '" + bad_bits.string() + "'", tmp.path()).find("GPTQ bits 5"),
+            std::string::npos);
+
+  const auto patterned = copy_of(exported("fbquant-w2", GptqZeroFormat::v2), tmp.path() / "patterned");
+  auto adapter = read_json_file(patterned / "branch" / "adapter_config.json");
+  adapter["rank_pattern"] = {{"q_proj", 2}};
+  write_file_atomically(patterned / "branch" / "adapter_config.json", adapter.dump());
+  EXPECT_NE(test::expect_cli_fails("inspect '" + patterned.string() + "'", tmp.path()).find("rank_pattern"),
             std::string::npos);
 }
 

@@ -55,7 +55,8 @@ void check_output_location(const fs::path& output) {
 void check_source(const fs::path& model, const CheckpointReader& reader) {
   if (reader.format() == "huggingface")
     fail("{} is a float model: quantize it with fbq quantize first, then export the packed directory", model.string());
-  if (reader.format() != "fbquant-packed" && !reader.format().starts_with("gptq"))
+  if (reader.format().starts_with("gptq")) fail("{} is already a GPTQ checkpoint ({})", model.string(), reader.format());
+  if (reader.format() != "fbquant-packed")
     fail("{} is a {} checkpoint, not a packed model directory", model.string(), reader.format());
   for (const auto& tensor : reader.source_tensors())
     if (tensor.name.ends_with(".input_scale"))

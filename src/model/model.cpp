@@ -83,6 +83,10 @@ struct LoraAdapter {
     const auto source = (dir / "adapter_config.json").string();
     if (!config.contains("r") || !config["r"].is_number() || config["r"].get<double>() <= 0)
       fail("{}: 'r' must be a positive number", source);
+    // vLLM ignores the patterns (EXPORT_FORMATS §4), so a file relying on them means different things to engines.
+    for (const char* pattern : {"rank_pattern", "alpha_pattern"})
+      if (config.contains(pattern) && !config[pattern].is_null() && !config[pattern].empty())
+        fail("{}: a non-empty {} is not supported (give every module the same r and lora_alpha)", source, pattern);
     const double r = config["r"].get<double>();
     const double alpha = config.value("lora_alpha", r);
     const bool rslora = config.value("use_rslora", false);
