@@ -385,6 +385,72 @@ TensorBytes tensor_of(DType dtype, std::vector<std::int64_t> shape, const std::v
   return {dtype, std::move(shape), std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T))};
 }
 
+// Where every float tensor is an f16 value (here: the rtn-w4 model with its BF16 tensors rounded to F16), the
+// export is exact end to end: the imported model's perplexity equals the packed model's to the bit.
+TEST_F(GptqExport, F16ExactModelKeepsPerplexityToTheBit) {
+  FBQ_REQUIRE_FILE(test::shared_dir() / "data" / "moby-test.txt");
+  const auto dir = copy_of(packed("rtn-w4"), scratch().path() / "rtn-w4-f16");
+  std::map<std::string, TensorBytes> halves;
+  {
+    const SafetensorsFile file(dir / "model.safetensors");
+    for (const auto& t : file.tensors()) {
+      if (t.dtype != DType::BF16) continue;
+      std::vector<std::uint16_t> values(t.data.size() / 2);
+      std::memcpy(values.data(), t.data.data(), t.data.size());
+      for (auto& v : values) v = float_to_half(bf16_to_float(v));
+      halves[t.name] = tensor_of(DType::F16, t.shape, values);
+    }
+  }
+  ASSERT_FALSE(halves.empty());
+  rewrite_tensors(dir / "model.safetensors", halves);
+  const auto out = scratch().path() / "rtn-w4-f16-gptq";
+  const auto summary = export_gptq({dir, out, GptqZeroFormat::v1});
+  EXPECT_EQ(summary.float_values_changed, 0);
+  EXPECT_EQ(summary.source_float_dtypes, std::vector<std::string>{"F16"});
+  const auto source = load(dir), imported = load(out);
+  const auto tokens =
+      source.tokenizer->encode(read_paragraph_text(test::shared_dir() / "data" / "moby-test.txt"), true);
+  const PerplexityOptions options{.ctx = 256, .max_windows = 2, .progress = false};
+  EXPECT_EQ(evaluate_perplexity(source, tokens, options).ppl, evaluate_perplexity(imported, tokens, options).ppl);
+}
+
+// A BF16 Qwen2 with q/k/v biases (tests/oracle/arch_oracle.py): the biases are exported as F16 under their HF
+// names and imported as those f16 values.
+TEST_F(GptqExport, BiasesAreExportedAsF16) {
+  const auto* oracle = test::oracle_output("arch_oracle.py");
+  if (!oracle) GTEST_SKIP() << "PyTorch oracle not available (Debian python3-torch: scripts/setup.sh)";
+  const auto tokenizer = test::shared_dir() / "models" / "stories260K" / "tok512.model";
+  FBQ_REQUIRE_FILE(tokenizer);
+  QuantizeOptions o;
+  o.model = oracle->path() / "qwen2";
+  o.tokenizer = tokenizer;
+  o.output = scratch().path() / "qwen2-w4";
+  o.calibration_text = test::shared_dir() / "data" / "train.txt";
+  o.method = "rtn";
+  o.method_options.spec = {4, 32};  // hidden size 64
+  o.nsamples = 2;
+  o.seqlen = 32;
+  o.progress = false;
+  quantize_model(o);
+  const auto out = scratch().path() / "qwen2-w4-gptq";
+  export_gptq({o.output, out, GptqZeroFormat::v2});
+  const auto source = load(o.output), imported = load(out);
+  ASSERT_TRUE(imported.config.qkv_bias);
+  const SafetensorsFile file(out / "model.safetensors");
+  for (int l = 0; l < source.config.n_layers; ++l)
+    for (const char* kind : {"q", "k", "v"}) {
+      const auto name = fmt::format("model.layers.{}.self_attn.{}_proj.bias", l, kind);
+      EXPECT_TRUE(std::ranges::any_of(file.tensors(), [&](const TensorView& t) {
+        return t.name == name && t.dtype == DType::F16;
+      })) << name;
+    }
+  for (int l = 0; l < source.config.n_layers; ++l) {
+    ASSERT_EQ(imported.layers[l].k_bias.size(), source.layers[l].k_bias.size());
+    for (std::size_t i = 0; i < source.layers[l].k_bias.size(); ++i)
+      ASSERT_EQ(imported.layers[l].k_bias[i], half_to_float(float_to_half(source.layers[l].k_bias[i])));
+  }
+}
+
 // A desc_act checkpoint: layer 0's q_proj re-packed with a shuffled g_idx (its input columns permuted, the
 // adapter's A columns with them) gives, on the permuted input, the unpermuted layer's output.
 TEST_F(GptqExport, ShuffledGidxCheckpointGivesTheSameLayerOutput) {
@@ -474,6 +540,10 @@ TEST_F(GptqExport, RefusalsAreOneErrorLine) {
   EXPECT_NE(refusal.find("--zero-points gptq"), std::string::npos) << refusal;
   EXPECT_NE(refusal.find("--checkpoint-format gptq_v2"), std::string::npos) << refusal;
   export_gptq({with_zero, out, GptqZeroFormat::v2});
+  if (numpy_available()) {  // z = 0 is a plain v2 field
+    ASSERT_FALSE(run_reader(out, tmp.path() / "reader").is_null());
+    expect_reader_matches(load(with_zero), tmp.path() / "reader", 0);
+  }
   EXPECT_EQ(projection(load(out), 2, 3).packed().zeros, projection(load(with_zero), 2, 3).packed().zeros);
 }
 
