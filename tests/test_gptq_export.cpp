@@ -104,6 +104,22 @@ TEST(GptqLayout, ShuffledOrderKeepsEveryColumnsCodeAndGroup) {
   }
 }
 
+// GPTQ "sym" (z = 2^(b−1)) in v1 is the well-known words: 0x55555555 (2-bit), 0x77777777 (4-bit), 0x7F7F7F7F
+// (8-bit); 3-bit's z − 1 = 3 repeats across each run of three words.
+TEST(GptqLayout, SymmetricZerosAreTheKnownV1Words) {
+  const std::map<int, std::vector<std::uint32_t>> words = {
+      {2, {0x55555555u}}, {3, {0xDB6DB6DBu, 0xB6DB6DB6u, 0x6DB6DB6Du}}, {4, {0x77777777u}}, {8, {0x7F7F7F7Fu}}};
+  for (const auto& [bits, expected] : words) {
+    auto w = random_packed(64, 128, bits, 32, bits);
+    for (std::int64_t i = 0; i < static_cast<std::int64_t>(w.rows) * w.groups_per_row(); ++i)
+      write_bits(w.zeros.data(), i, bits, 1u << (bits - 1));
+    const auto t = to_gptq(w, {}, GptqZeroFormat::v1);
+    for (std::size_t i = 0; i < t.qzeros.size(); ++i)
+      ASSERT_EQ(t.qzeros[i], expected[i % expected.size()]) << bits << " bits, word " << i;
+    EXPECT_EQ(from_gptq(t, GptqZeroFormat::v1, "layer").weights.zeros, w.zeros);
+  }
+}
+
 TEST(GptqLayout, V1RefusesZeroPointZero) {
   auto w = random_packed(32, 128, 4, 32, 3);
   write_bits(w.zeros.data(), 5, 4, 0);
@@ -412,6 +428,26 @@ TEST_F(GptqExport, F16ExactModelKeepsPerplexityToTheBit) {
       source.tokenizer->encode(read_paragraph_text(test::shared_dir() / "data" / "moby-test.txt"), true);
   const PerplexityOptions options{.ctx = 256, .max_windows = 2, .progress = false};
   EXPECT_EQ(evaluate_perplexity(source, tokens, options).ppl, evaluate_perplexity(imported, tokens, options).ppl);
+}
+
+// `sym` is written only when every group's zero point is 2^(b−1) (vLLM's Marlin would ignore qzeros).
+TEST_F(GptqExport, SymOnlyWhenEveryGroupIsSymmetric) {
+  const auto dir = copy_of(packed("rtn-w4"), scratch().path() / "rtn-w4-sym");
+  std::map<std::string, TensorBytes> symmetric;
+  {
+    const SafetensorsFile file(dir / "model.safetensors");
+    for (const auto& t : file.tensors())
+      if (t.name.ends_with(".qzeros"))
+        symmetric[t.name] = tensor_of(DType::I32, t.shape, std::vector<std::uint32_t>(t.data.size() / 4, 0x88888888u));
+  }
+  rewrite_tensors(dir / "model.safetensors", symmetric);
+  const auto out = scratch().path() / "rtn-w4-sym-gptq";
+  const auto summary = export_gptq({dir, out, GptqZeroFormat::v1});
+  EXPECT_TRUE(summary.sym);
+  EXPECT_EQ(read_json_file(out / "config.json")["quantization_config"]["sym"], true);
+  for (const auto& note : summary.warnings) EXPECT_EQ(note.find("exllama"), std::string::npos) << note;
+  if (numpy_available()) EXPECT_EQ(run_reader(out, scratch().path() / "reader-sym")["symmetric"], true);
+  EXPECT_EQ(read_json_file(exported("rtn-w4", GptqZeroFormat::v1) / "config.json")["quantization_config"]["sym"], false);
 }
 
 // A BF16 Qwen2 with q/k/v biases (tests/oracle/arch_oracle.py): the biases are exported as F16 under their HF

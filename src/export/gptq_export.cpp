@@ -262,16 +262,32 @@ void finish_writer(SafetensorsWriter& writer) {
   fs::remove(writer.data_path());
 }
 
-GptqExportSummary write_checkpoint(const GptqExportOptions& options, const CheckpointReader& reader, const fs::path& temp) {
-  const auto& c = reader.config();
-  GptqExportSummary s;
-  s.format = options.format;
-  s.bits = c.quant_bits;
-  s.group_size = c.quant_group_size;
-  std::tie(s.branch_rank, s.branch_modules) = branch_layout(reader);
-  const auto settings = recorded_settings(options.model);
-  s.desc_act = settings.act_order;
+// One decoder layer: norms and biases as F16, each projection as GPTQ tensors (and its adapter entry).
+void write_layer(const CheckpointReader& reader, int index, GptqExportSummary& s, SafetensorsWriter& writer,
+                 SafetensorsWriter* adapter, HalfTensors& halves, WriteTally& tally) {
+  const auto prefix = fmt::format("model.layers.{}.", index);
+  const std::int64_t dim = reader.config().dim;
+  const auto layer = reader.layer(index);
+  halves.add(prefix + "input_layernorm.weight", {dim}, layer.attn_norm);
+  halves.add(prefix + "post_attention_layernorm.weight", {dim}, layer.ffn_norm);
+  for (const auto& p : kProjections) {
+    const auto name = prefix + p.path;
+    const auto& linear = packed_linear(*(layer.*p.slot), name);
+    s.desc_act = s.desc_act || !linear.input_order().empty();
+    const bool targeted = std::ranges::find(s.branch_modules, p.target) != s.branch_modules.end();
+    write_linear(writer, targeted ? adapter : nullptr, s, name, linear, tally);
+  }
+  const std::pair<const char*, const std::vector<float>*> biases[] = {{"self_attn.q_proj.bias", &layer.q_bias},
+                                                                       {"self_attn.k_proj.bias", &layer.k_bias},
+                                                                       {"self_attn.v_proj.bias", &layer.v_bias},
+                                                                       {"self_attn.o_proj.bias", &layer.o_bias}};
+  for (const auto& [bias, values] : biases)
+    if (!values->empty()) halves.add(prefix + bias, {static_cast<std::int64_t>(values->size())}, *values);
+}
 
+// model.safetensors and the adapter's tensors; fills the summary's data-derived fields (sym, bits/weight, ...).
+WriteTally write_tensors(const CheckpointReader& reader, GptqExportSummary& s, const fs::path& temp) {
+  const auto& c = reader.config();
   SafetensorsWriter writer(temp / "model.safetensors");
   std::optional<SafetensorsWriter> adapter;
   if (s.branch_rank > 0) {
@@ -281,25 +297,7 @@ GptqExportSummary write_checkpoint(const GptqExportOptions& options, const Check
   HalfTensors halves(writer, reader, s);
   halves.add("model.embed_tokens.weight", {c.vocab_size, c.dim}, *reader.embedding());
   WriteTally tally;
-  for (int l = 0; l < c.n_layers; ++l) {
-    const auto prefix = fmt::format("model.layers.{}.", l);
-    const auto layer = reader.layer(l);
-    halves.add(prefix + "input_layernorm.weight", {c.dim}, layer.attn_norm);
-    halves.add(prefix + "post_attention_layernorm.weight", {c.dim}, layer.ffn_norm);
-    for (const auto& p : kProjections) {
-      const auto name = prefix + p.path;
-      const auto& linear = packed_linear(*(layer.*p.slot), name);
-      s.desc_act = s.desc_act || !linear.input_order().empty();
-      const bool targeted = std::ranges::find(s.branch_modules, p.target) != s.branch_modules.end();
-      write_linear(writer, targeted ? &*adapter : nullptr, s, name, linear, tally);
-    }
-    const std::pair<const char*, const std::vector<float>*> biases[] = {{"self_attn.q_proj.bias", &layer.q_bias},
-                                                                         {"self_attn.k_proj.bias", &layer.k_bias},
-                                                                         {"self_attn.v_proj.bias", &layer.v_bias},
-                                                                         {"self_attn.o_proj.bias", &layer.o_bias}};
-    for (const auto& [bias, values] : biases)
-      if (!values->empty()) halves.add(prefix + bias, {static_cast<std::int64_t>(values->size())}, *values);
-  }
+  for (int l = 0; l < c.n_layers; ++l) write_layer(reader, l, s, writer, adapter ? &*adapter : nullptr, halves, tally);
   halves.add("model.norm.weight", {c.dim}, reader.final_norm());
   if (const auto head = reader.lm_head()) {
     const auto* dense = dynamic_cast<const DenseLinear*>(head.get());
@@ -307,10 +305,15 @@ GptqExportSummary write_checkpoint(const GptqExportOptions& options, const Check
     halves.add("lm_head.weight", {c.vocab_size, c.dim}, dense->weights());
   }
   finish_writer(writer);
+  if (adapter) finish_writer(*adapter);
   s.linears = c.n_layers * static_cast<int>(std::size(kProjections));
   s.bits_per_weight = tally.stored_bits / tally.weights;
   s.sym = tally.symmetric_groups == tally.groups;
+  return tally;
+}
 
+void write_metadata(const GptqExportOptions& options, const CheckpointReader& reader, const GptqExportSummary& s,
+                    const QuantSettings& settings, const fs::path& temp) {
   const auto quantization = gptq_quantization_config(s, settings);
   auto config = read_json_file(options.model / "config.json");
   config["quantization_config"] = quantization;
@@ -318,11 +321,21 @@ GptqExportSummary write_checkpoint(const GptqExportOptions& options, const Check
   write_file_atomically(temp / "config.json", config.dump(2) + "\n");
   write_file_atomically(temp / "quantize_config.json", quantization.dump(2) + "\n");
   if (const auto tokenizer = reader.default_tokenizer()) copy_tokenizer_files(*tokenizer, temp);
-  if (adapter) {
-    finish_writer(*adapter);
+  if (s.branch_rank > 0)
     write_file_atomically(temp / "branch" / "adapter_config.json",
                           adapter_config(s.branch_rank, s.branch_modules, fs::absolute(options.output)).dump(2) + "\n");
-  }
+}
+
+GptqExportSummary write_checkpoint(const GptqExportOptions& options, const CheckpointReader& reader, const fs::path& temp) {
+  GptqExportSummary s;
+  s.format = options.format;
+  s.bits = reader.config().quant_bits;
+  s.group_size = reader.config().quant_group_size;
+  std::tie(s.branch_rank, s.branch_modules) = branch_layout(reader);
+  const auto settings = recorded_settings(options.model);
+  s.desc_act = settings.act_order;
+  const auto tally = write_tensors(reader, s, temp);
+  write_metadata(options, reader, s, settings, temp);
   note_engine_limits(s, tally.min_features);
   return s;
 }
