@@ -359,7 +359,7 @@ TEST_F(GptqExport, ImportGivesBackThePackedModel) {
   }
 }
 
-// model.safetensors (or another safetensors file) of `dir` rewritten with some tensors replaced.
+// A tensor as raw bytes, to build modified checkpoints.
 struct TensorBytes {
   DType dtype;
   std::vector<std::int64_t> shape;
@@ -373,18 +373,15 @@ TensorBytes tensor_bytes(const fs::path& file, const std::string& name) {
   throw std::runtime_error("no tensor " + name);
 }
 
-void rewrite_tensors(const fs::path& file, const std::map<std::string, TensorBytes>& replacements) {
+// Rewrites a safetensors file with `tensors` in place of its own of the same name (added when it has none).
+void rewrite_tensors(const fs::path& file, const std::map<std::string, TensorBytes>& tensors) {
   const auto temp = fs::path(file.string() + ".new");
   {
     const SafetensorsFile st(file);
     SafetensorsWriter writer(temp);
-    for (const auto& t : st.tensors()) {
-      const auto found = replacements.find(t.name);
-      if (found == replacements.end())
-        writer.add(t.name, t.dtype, t.shape, t.data.data(), t.data.size());
-      else
-        writer.add(t.name, found->second.dtype, found->second.shape, found->second.bytes.data(), found->second.bytes.size());
-    }
+    for (const auto& t : st.tensors())
+      if (!tensors.contains(t.name)) writer.add(t.name, t.dtype, t.shape, t.data.data(), t.data.size());
+    for (const auto& [name, t] : tensors) writer.add(name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
     writer.finish();
     fs::remove(writer.data_path());
   }
@@ -623,6 +620,13 @@ TEST_F(GptqExport, BadCheckpointsAreOneErrorLineNamingTheTensor) {
   adapter["rank_pattern"] = {{"q_proj", 2}};
   write_file_atomically(patterned / "branch" / "adapter_config.json", adapter.dump());
   EXPECT_NE(test::expect_cli_fails("inspect '" + patterned.string() + "'", tmp.path()).find("rank_pattern"),
+            std::string::npos);
+
+  const auto embedding_lora = copy_of(exported("fbquant-w2", GptqZeroFormat::v2), tmp.path() / "embedding-lora");
+  const auto adapter_file = embedding_lora / "branch" / "adapter_model.safetensors";
+  rewrite_tensors(adapter_file, {{"base_model.model.model.embed_tokens.lora_A.weight",
+                                  tensor_bytes(adapter_file, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")}});
+  EXPECT_NE(test::expect_cli_fails("inspect '" + embedding_lora.string() + "'", tmp.path()).find("embed_tokens"),
             std::string::npos);
 }
 

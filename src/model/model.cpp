@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <regex>
 
 namespace fbq {
 namespace {
@@ -75,25 +76,36 @@ bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; 
 struct LoraAdapter {
   TensorStore tensors{{}};
   float scaling = 1.0f;  // lora_alpha / r (/ √r with rsLoRA), folded into B
-
-  static std::optional<LoraAdapter> beside(const std::filesystem::path& checkpoint) {
-    const auto dir = checkpoint / "branch";
-    if (!std::filesystem::is_regular_file(dir / "adapter_config.json")) return std::nullopt;
-    const auto config = read_json_file(dir / "adapter_config.json");
-    const auto source = (dir / "adapter_config.json").string();
-    if (!config.contains("r") || !config["r"].is_number() || config["r"].get<double>() <= 0)
-      fail("{}: 'r' must be a positive number", source);
-    // vLLM ignores the patterns (EXPORT_FORMATS §4), so a file relying on them means different things to engines.
-    for (const char* pattern : {"rank_pattern", "alpha_pattern"})
-      if (config.contains(pattern) && !config[pattern].is_null() && !config[pattern].empty())
-        fail("{}: a non-empty {} is not supported (give every module the same r and lora_alpha)", source, pattern);
-    const double r = config["r"].get<double>();
-    const double alpha = config.value("lora_alpha", r);
-    const bool rslora = config.value("use_rslora", false);
-    return LoraAdapter{TensorStore::open_file(dir / "adapter_model.safetensors"),
-                       static_cast<float>(alpha / (rslora ? std::sqrt(r) : r))};
-  }
 };
+
+// The scaling adapter_config.json gives every module; refuses settings this runtime would not apply.
+float lora_scaling(const nlohmann::json& config, const std::string& source) {
+  if (!config.contains("r") || !config["r"].is_number() || config["r"].get<double>() <= 0)
+    fail("{}: 'r' must be a positive number", source);
+  // vLLM ignores the patterns (EXPORT_FORMATS §4), so a file relying on them means different things to engines.
+  for (const char* pattern : {"rank_pattern", "alpha_pattern"})
+    if (config.contains(pattern) && !config[pattern].is_null() && !config[pattern].empty())
+      fail("{}: a non-empty {} is not supported (give every module the same r and lora_alpha)", source, pattern);
+  if (config.value("use_dora", false)) fail("{}: DoRA adapters (use_dora) are not supported", source);
+  const double r = config["r"].get<double>();
+  const double alpha = config.value("lora_alpha", r);
+  return static_cast<float>(alpha / (config.value("use_rslora", false) ? std::sqrt(r) : r));
+}
+
+std::optional<LoraAdapter> lora_adapter_beside(const std::filesystem::path& checkpoint) {
+  const auto dir = checkpoint / "branch";
+  if (!std::filesystem::is_regular_file(dir / "adapter_config.json")) return std::nullopt;
+  const auto scaling = lora_scaling(read_json_file(dir / "adapter_config.json"), (dir / "adapter_config.json").string());
+  LoraAdapter adapter{TensorStore::open_file(dir / "adapter_model.safetensors"), scaling};
+  // A tensor no linear picks up would silently change the model's meaning.
+  static const std::regex kApplied(
+      R"(base_model\.model\.model\.layers\.\d+\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.lora_[AB]\.weight)");
+  for (const auto* tensor : adapter.tensors.all())
+    if (!std::regex_match(tensor->name, kApplied))
+      fail("{}: adapter tensor '{}' is not a lora_A/lora_B weight of a decoder projection (the only ones applied)",
+           (dir / "adapter_model.safetensors").string(), tensor->name);
+  return adapter;
+}
 
 // Drops trailing rank components whose A row and B column are both zero: the padding to one common rank
 // that the exported adapter carries (so export → import gives back each linear's own branch).
@@ -209,7 +221,7 @@ CheckpointReader::CheckpointReader(const std::filesystem::path& path) : impl_(st
     impl_->store = TensorStore::open_directory(path);
     format_ = config_.quant_format.empty() ? "huggingface"
               : config_.quant_format == kPackedFormat ? "fbquant-packed" : config_.quant_format;
-    if (format_.starts_with("gptq")) impl_->adapter = LoraAdapter::beside(path);
+    if (format_.starts_with("gptq")) impl_->adapter = lora_adapter_beside(path);
   } else if (is_gguf_file(path)) {
     auto checkpoint = read_gguf_checkpoint(path);
     config_ = checkpoint.config;
