@@ -205,7 +205,7 @@ class GptqExport : public ::testing::Test {
     o.method_options.rank = r.rank;
     o.method_options.branch_bits = r.branch_bits;
     o.method_options.act_order = r.act_order;
-    if (std::string(r.method) == "fbquant") o.method_options.params["steps"] = "5";
+    if (std::string(r.method) == "fbquant") o.method_options.params = {{"steps", "3"}, {"inner", "rtn"}};
     o.nsamples = 4;
     o.seqlen = 64;
     o.seed = 3;
@@ -333,7 +333,7 @@ TEST_F(GptqExport, AdapterPadsEveryModuleToOneRankWithScalingOne) {
 TEST_F(GptqExport, ImportGivesBackThePackedModel) {
   FBQ_REQUIRE_FILE(test::shared_dir() / "data" / "moby-test.txt");
   const std::pair<const char*, GptqZeroFormat> cases[] = {{"fbquant-w2", GptqZeroFormat::v2},
-                                                           {"gptq-act-w3", GptqZeroFormat::v1}};
+                                                           {"rtn-w3", GptqZeroFormat::v1}};
   for (const auto& [key, format] : cases) {
     SCOPED_TRACE(key);
     const auto source = load(packed(key));

@@ -159,7 +159,10 @@ QuantSettings recorded_settings(const fs::path& model) {
   if (!fs::is_regular_file(model / "quant_report.json")) return settings;
   const auto report = read_json_file(model / "quant_report.json");
   const auto options = report.value("options", json::object());
-  const bool gptq = report.value("method", std::string()) == "gptq";
+  const auto method = report.value("method", std::string());
+  // GPTQ is the method, or FBQuant's inner quantizer (its default); only there does --act-order apply.
+  const bool gptq = method == "gptq" ||
+                    (method == "fbquant" && options.value("params", json::object()).value("inner", "gptq") == "gptq");
   settings.act_order = gptq && options.value("act_order", false);
   if (const double damp = options.value("damp", 0.0); gptq && damp > 0 && damp < 1) settings.damp = damp;
   settings.true_sequential = options.value("true_sequential", settings.true_sequential);
