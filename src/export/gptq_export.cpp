@@ -345,7 +345,9 @@ GptqExportSummary write_checkpoint(const GptqExportOptions& options, const Check
 
 }  // namespace
 
-GptqExportSummary export_gptq(const GptqExportOptions& options) {
+GptqExportSummary export_gptq(const GptqExportOptions& requested) {
+  auto options = requested;
+  if (!options.output.has_filename()) options.output = options.output.parent_path();  // "DIR/" names DIR
   if (!fs::exists(options.model)) fail("{}: no such file or directory", options.model.string());
   if (!fs::is_directory(options.model)) fail("{} is not a packed model directory", options.model.string());
   check_output_location(options.output);
