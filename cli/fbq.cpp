@@ -25,6 +25,7 @@
 #include "eval/zeroshot.h"
 #include "eval/zeroshot_report.h"
 #include "export/gguf_export.h"
+#include "export/gptq_export.h"
 #include "io/gguf.h"
 #include "io/text_files.h"
 #include "kernels/gemv_int8.h"
@@ -200,6 +201,34 @@ void run_inspect(const ModelArgs& model_args) {
              model.source_tensors.size(), parameters / 1e6, file_bytes / 1048576.0, model.weight_bytes() / 1048576.0);
 }
 
+void print_gptq_export(const fbq::GptqExportOptions& options, const fbq::GptqExportSummary& s, bool as_json) {
+  if (as_json) {
+    print_json({{"to", "gptq"}, {"output", options.output}, {"checkpoint_format", fbq::checkpoint_format_name(s.format)},
+                {"bits", s.bits}, {"group_size", s.group_size}, {"sym", s.sym}, {"desc_act", s.desc_act},
+                {"linears", s.linears}, {"bits_per_weight", s.bits_per_weight}, {"model_bytes", s.model_bytes},
+                {"branch_rank", s.branch_rank}, {"adapter_bytes", s.adapter_bytes},
+                {"float_values", s.float_values}, {"float_values_changed", s.float_values_changed},
+                {"warnings", s.warnings}});
+    return;
+  }
+  fmt::print("wrote {}: GPTQ checkpoint_format {} ({}), int{} group {}, {}{}\n", options.output.string(),
+             fbq::checkpoint_format_name(s.format), s.format == fbq::GptqZeroFormat::v1 ? "stores z - 1" : "stores z",
+             s.bits, s.group_size > 0 ? s.group_size : -1, s.sym ? "sym" : "asymmetric", s.desc_act ? ", desc_act" : "");
+  fmt::print("{} linears at {:.4f} bits/weight as GPTQ stores them (qweight + qzeros + f16 scales + g_idx); "
+             "model.safetensors {:.2f} MiB\n", s.linears, s.bits_per_weight, s.model_bytes / 1048576.0);
+  if (s.branch_rank > 0)
+    fmt::print("branch: PEFT LoRA adapter in {}/branch, rank {} (every module zero-padded to it, lora_alpha = r, "
+               "scaling 1) on {}; adapter_model.safetensors {:.2f} MiB\n", options.output.string(), s.branch_rank,
+               fmt::join(s.branch_modules, ", "), s.adapter_bytes / 1048576.0);
+  fmt::print("float tensors ({} -> F16): {}\n", fmt::join(s.source_float_dtypes, "/"),
+             s.float_values_changed == 0
+                 ? fmt::format("all {} values exact", s.float_values)
+                 : fmt::format("{} of {} values changed by rounding to f16", s.float_values_changed, s.float_values));
+  for (const auto& warning : s.warnings) fmt::print("note: {}\n", warning);
+  fmt::print("load it with:\n");
+  for (const auto& line : s.serving) fmt::print("  {}\n", line);
+}
+
 void list_synthetic_shapes() {
   for (const auto& shape : fbq::synthetic_shapes()) {
     const auto& c = shape.config;
@@ -242,18 +271,27 @@ void run_quantize(const fbq::QuantizeOptions& options, const fbq::VerdictOptions
 }
 
 struct ExportArgs {
-  std::string to;
-  fbq::GgufExportOptions gguf;
-  std::string branch_out;
-  bool json = false;
+  std::string model, to, output, branch_out, checkpoint_format = "gptq";
+  bool overwrite = false, json = false;
 };
 
-void run_export(ExportArgs args) {
-  if (args.to != "gguf") fbq::fail("--to {} is not a known target (use gguf)", args.to);
-  if (!args.branch_out.empty()) args.gguf.branch_output = args.branch_out;
-  const auto summary = fbq::export_gguf(args.gguf);
-  if (args.json) {
-    print_json({{"to", "gguf"}, {"output", args.gguf.output}, {"file_bytes", summary.file_bytes},
+void print_gguf_export(const fbq::GgufExportOptions& options, const fbq::GgufExportSummary& summary, bool as_json);
+
+void run_export(const ExportArgs& args) {
+  if (args.to == "gptq") {
+    if (!args.branch_out.empty() || args.overwrite) fbq::fail("--branch-out and --overwrite are for --to gguf");
+    const fbq::GptqExportOptions options{args.model, args.output, fbq::parse_checkpoint_format(args.checkpoint_format)};
+    return print_gptq_export(options, fbq::export_gptq(options), args.json);
+  }
+  if (args.to != "gguf") fbq::fail("--to {} is not a known target (use gptq or gguf)", args.to);
+  fbq::GgufExportOptions options{.model = args.model, .output = args.output, .overwrite = args.overwrite};
+  if (!args.branch_out.empty()) options.branch_output = args.branch_out;
+  print_gguf_export(options, fbq::export_gguf(options), args.json);
+}
+
+void print_gguf_export(const fbq::GgufExportOptions& options, const fbq::GgufExportSummary& summary, bool as_json) {
+  if (as_json) {
+    print_json({{"to", "gguf"}, {"output", options.output}, {"file_bytes", summary.file_bytes},
                 {"linear_types", summary.linear_types}, {"bits_per_weight", summary.bits_per_weight()},
                 {"source_bits_per_weight", summary.source_bits_per_weight},
                 {"branch_output", summary.branch_output}, {"branch_bytes", summary.branch_bytes},
@@ -262,14 +300,14 @@ void run_export(ExportArgs args) {
   }
   std::string types;
   for (const auto& [type, count] : summary.linear_types) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", type, count);
-  fmt::print("wrote {} ({:.2f} MiB)\n", args.gguf.output.string(), summary.file_bytes / 1048576.0);
+  fmt::print("wrote {} ({:.2f} MiB)\n", options.output.string(), summary.file_bytes / 1048576.0);
   fmt::print("linears  {} (every weight exact)\n", types);
   fmt::print("bits     {:.3f} bits/weight as llama.cpp stores them ({:.3f} in fbquant's packed form)\n",
              summary.bits_per_weight(), summary.source_bits_per_weight);
   if (summary.branch_tensors > 0)
     fmt::print("branch   {} ({:.2f} MiB, {} tensors, ranks up to {}, applied at scale 1)\n",
                summary.branch_output.string(), summary.branch_bytes / 1048576.0, summary.branch_tensors, summary.max_rank);
-  fmt::print("run      llama-cli -m {}{}\n", args.gguf.output.string(),
+  fmt::print("run      llama-cli -m {}{}\n", options.output.string(),
              summary.branch_tensors > 0 ? " --lora " + summary.branch_output.string() : "");
 }
 
@@ -623,14 +661,20 @@ int main(int argc, char** argv) {
   synth->add_flag("-q,--quiet", synth_quiet, "no progress line");
 
   ExportArgs export_args;
-  auto* export_command = app.add_subcommand("export", "write a packed model in another engine's format, every weight exact");
-  export_command->add_option("MODEL", export_args.gguf.model, "packed model directory (fbq quantize output)")->required();
-  export_command->add_option("--to", export_args.to, "target: gguf (llama.cpp; the branch as a GGUF LoRA adapter)")
+  auto* export_command = app.add_subcommand(
+      "export", "write a packed model in another engine's format, every weight exact: --to gptq (Hugging Face GPTQ + a "
+                "PEFT LoRA adapter for the branch; vLLM, transformers) or --to gguf (llama.cpp + a GGUF LoRA adapter)");
+  export_command->add_option("MODEL", export_args.model, "packed model directory written by fbq quantize")->required();
+  export_command->add_option("--to", export_args.to, "target format: gptq or gguf")->required();
+  export_command->add_option("-o,--output", export_args.output,
+                             "gptq: output directory (must not exist); gguf: the .gguf file; written atomically")
       ->required();
-  export_command->add_option("-o,--output", export_args.gguf.output, "file to write (written atomically)")->required();
+  export_command->add_option("--checkpoint-format", export_args.checkpoint_format,
+                             "gptq: gptq (v1: stores z - 1, needs every zero point >= 1) or gptq_v2 (stores z)")
+      ->capture_default_str();
   export_command->add_option("--branch-out", export_args.branch_out,
                              "gguf: the branch's LoRA adapter file (default: OUTPUT with .lora.gguf)");
-  export_command->add_flag("--overwrite", export_args.gguf.overwrite, "replace existing output files");
+  export_command->add_flag("--overwrite", export_args.overwrite, "gguf: replace existing output files");
   export_command->add_flag("--json", export_args.json, "print one JSON summary object");
 
   TokenizeArgs tok;

@@ -140,12 +140,47 @@ void ModelConfig::validate(const std::string& source) const {
   if (sliding_window < 0) fail("{}: sliding_window must be positive or null", source);
 }
 
+namespace {
+
+json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open {}", path.string());
+  json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) fail("{}: malformed JSON", path.string());
+  return config;
+}
+
+// A Hugging Face GPTQ quantization_config / quantize_config.json (AutoGPTQ, GPTQModel): bits, group_size
+// (−1 = per-channel) and the zero-point convention. desc_act and sym need no setting: g_idx and qzeros say it.
+void parse_gptq_config(const json& quant, const std::string& source, ModelConfig& c) {
+  c.quant_bits = required_int(quant, "bits", source);
+  if (c.quant_bits != 2 && c.quant_bits != 3 && c.quant_bits != 4 && c.quant_bits != 8)
+    fail("{}: GPTQ bits {} is not 2, 3, 4 or 8", source, c.quant_bits);
+  const int group_size = required_int(quant, "group_size", source);
+  if (group_size != -1 && group_size <= 0) fail("{}: GPTQ group_size {} is not positive or -1", source, group_size);
+  c.quant_group_size = group_size == -1 ? 0 : group_size;
+  const auto format = quant.value("checkpoint_format", std::string("gptq"));
+  if (format != "gptq" && format != "gptq_v2") fail("{}: GPTQ checkpoint_format '{}' is not gptq or gptq_v2", source, format);
+  c.quant_format = format;
+}
+
+void parse_quantization_config(const json& quant, const std::string& source, ModelConfig& c) {
+  if (!quant.is_object()) fail("{}: quantization_config must be an object", source);
+  if (quant.value("quant_method", std::string()) == "gptq") return parse_gptq_config(quant, source, c);
+  const auto format = quant.value("format", std::string());
+  if (format != kPackedFormat)
+    fail("{}: quantization_config format '{}' is not '{}' or GPTQ (other packed formats are not readable yet)", source,
+         format, kPackedFormat);
+  c.quant_bits = required_int(quant, "bits", source);
+  c.quant_group_size = required_int(quant, "group_size", source);
+  c.quant_format = kPackedFormat;
+}
+
+}  // namespace
+
 ModelConfig parse_hf_config(const std::filesystem::path& path) {
   const std::string source = path.string();
-  std::ifstream in(path);
-  if (!in) fail("cannot open {}", source);
-  const json config = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) fail("{}: malformed JSON", source);
+  const json config = read_json(path);
 
   ModelConfig c;
   if (const auto type = config.find("model_type"); type != config.end() && type->is_string()) {
@@ -168,15 +203,10 @@ ModelConfig parse_hf_config(const std::filesystem::path& path) {
   c.tie_embeddings = optional_value<bool>(config, "tie_word_embeddings", false, source);
   c.bos_id = token_id(config, "bos_token_id", 1, source);
   c.eos_id = token_id(config, "eos_token_id", 2, source);
-  if (const auto quant = config.find("quantization_config"); quant != config.end()) {
-    if (!quant->is_object()) fail("{}: quantization_config must be an object", source);
-    const auto format = quant->value("format", std::string());
-    if (format != kPackedFormat)
-      fail("{}: quantization_config format '{}' is not '{}' (other packed formats are not readable yet)", source,
-           format, kPackedFormat);
-    c.quant_bits = required_int(*quant, "bits", source);
-    c.quant_group_size = required_int(*quant, "group_size", source);
-  }
+  if (const auto quant = config.find("quantization_config"); quant != config.end())
+    parse_quantization_config(*quant, source, c);
+  else if (const auto gptq = path.parent_path() / "quantize_config.json"; std::filesystem::is_regular_file(gptq))
+    parse_gptq_config(read_json(gptq), gptq.string(), c);  // older AutoGPTQ checkpoints keep it only there
   c.validate(source);
   return c;
 }

@@ -38,9 +38,11 @@ struct ModelConfig {
   bool tie_embeddings = false;
   int bos_id = 1;
   int eos_id = 2;
-  // From config.json "quantization_config" of a packed fbquant model; 0 = not quantized.
+  // From config.json "quantization_config" of a packed model; 0 = not quantized.
   int quant_bits = 0;
-  int quant_group_size = 0;
+  int quant_group_size = 0;  // 0 with GPTQ's group_size −1: one group per row (per-channel)
+  // How the packed linears are laid out: kPackedFormat, or a GPTQ checkpoint_format ("gptq", "gptq_v2").
+  std::string quant_format;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

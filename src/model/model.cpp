@@ -5,13 +5,17 @@
 #include "io/gguf_checkpoint.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "io/text_files.h"
+#include "pack/gptq_layout.h"
 #include "pack/half_linear.h"
 #include "pack/packed_linear.h"
 #include "util/error.h"
 
 #include <fmt/ranges.h>
 
+#include <cmath>
 #include <cstring>
+#include <regex>
 
 namespace fbq {
 namespace {
@@ -68,10 +72,76 @@ StoredMatrix stored_half(const TensorStore& store, const std::string& name, std:
 
 bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
 
+// A PEFT LoRA adapter (EXPORT_FORMATS §4) beside a GPTQ checkpoint, as `fbq export --to gptq` writes it.
+struct LoraAdapter {
+  TensorStore tensors{{}};
+  float scaling = 1.0f;  // lora_alpha / r (/ √r with rsLoRA), folded into B
+};
+
+// The scaling adapter_config.json gives every module; refuses settings this runtime would not apply.
+float lora_scaling(const nlohmann::json& config, const std::string& source) {
+  if (!config.contains("r") || !config["r"].is_number() || config["r"].get<double>() <= 0)
+    fail("{}: 'r' must be a positive number", source);
+  // vLLM ignores the patterns (EXPORT_FORMATS §4), so a file relying on them means different things to engines.
+  for (const char* pattern : {"rank_pattern", "alpha_pattern"})
+    if (config.contains(pattern) && !config[pattern].is_null() && !config[pattern].empty())
+      fail("{}: a non-empty {} is not supported (give every module the same r and lora_alpha)", source, pattern);
+  if (config.value("use_dora", false)) fail("{}: DoRA adapters (use_dora) are not supported", source);
+  const double r = config["r"].get<double>();
+  const double alpha = config.value("lora_alpha", r);
+  return static_cast<float>(alpha / (config.value("use_rslora", false) ? std::sqrt(r) : r));
+}
+
+std::optional<LoraAdapter> lora_adapter_beside(const std::filesystem::path& checkpoint) {
+  const auto dir = checkpoint / "branch";
+  if (!std::filesystem::is_regular_file(dir / "adapter_config.json")) return std::nullopt;
+  const auto scaling = lora_scaling(read_json_file(dir / "adapter_config.json"), (dir / "adapter_config.json").string());
+  LoraAdapter adapter{TensorStore::open_file(dir / "adapter_model.safetensors"), scaling};
+  // A tensor no linear picks up would silently change the model's meaning.
+  static const std::regex kApplied(
+      R"(base_model\.model\.model\.layers\.\d+\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.lora_[AB]\.weight)");
+  for (const auto* tensor : adapter.tensors.all())
+    if (!std::regex_match(tensor->name, kApplied))
+      fail("{}: adapter tensor '{}' is not a lora_A/lora_B weight of a decoder projection (the only ones applied)",
+           (dir / "adapter_model.safetensors").string(), tensor->name);
+  return adapter;
+}
+
+// Drops trailing rank components whose A row and B column are both zero: the padding to one common rank
+// that the exported adapter carries (so export → import gives back each linear's own branch).
+int trim_zero_rank(int rank, std::vector<float>& a, std::vector<float>& b, std::int64_t out, std::int64_t in) {
+  const auto component_is_zero = [&](int k) {
+    for (std::int64_t j = 0; j < in; ++j)
+      if (a[k * in + j] != 0.0f) return false;
+    for (std::int64_t i = 0; i < out; ++i)
+      if (b[i * rank + k] != 0.0f) return false;
+    return true;
+  };
+  int kept = rank;
+  while (kept > 0 && component_is_zero(kept - 1)) --kept;
+  if (kept == rank) return rank;
+  a.resize(static_cast<std::size_t>(kept) * in);
+  std::vector<float> trimmed(static_cast<std::size_t>(out) * kept);
+  for (std::int64_t i = 0; i < out; ++i)
+    std::copy_n(&b[i * rank], kept, &trimmed[i * kept]);
+  b = std::move(trimmed);
+  return kept;
+}
+
+// A's columns in the packed column order: A'[:, j] = A[:, order[j]].
+std::vector<float> reorder_columns(const std::vector<float>& a, int rank, const std::vector<int>& order) {
+  const std::size_t in = order.size();
+  std::vector<float> out(a.size());
+  for (int k = 0; k < rank; ++k)
+    for (std::size_t j = 0; j < in; ++j) out[k * in + j] = a[k * in + order[j]];
+  return out;
+}
+
 }  // namespace
 
 struct CheckpointReader::Impl {
   TensorStore store{{}};
+  std::optional<LoraAdapter> adapter;
   bool interleaved_rope = false;
   std::filesystem::path path;
 
@@ -88,6 +158,7 @@ struct CheckpointReader::Impl {
 
   std::unique_ptr<Linear> packed(const ModelConfig& c, const std::string& name, std::int64_t out, std::int64_t in) const {
     if (c.quant_bits == 0) fail("{}: '{}' is packed but config.json has no quantization_config", path.string(), name);
+    if (c.quant_format != kPackedFormat) return gptq(c, name, out, in);
     PackedWeights weights;
     weights.rows = static_cast<int>(out);
     weights.cols = static_cast<int>(in);
@@ -107,6 +178,39 @@ struct CheckpointReader::Impl {
     return std::make_unique<PackedLinear>(std::move(weights), std::move(input_scale), rank, std::move(lora_a),
                                           std::move(lora_b));
   }
+
+  // A GPTQ linear (pack/gptq_layout.h) and its branch from the PEFT adapter, if the adapter has one.
+  std::unique_ptr<Linear> gptq(const ModelConfig& c, const std::string& name, std::int64_t out, std::int64_t in) const {
+    GptqTensors t;
+    t.out_features = static_cast<int>(out);
+    t.in_features = static_cast<int>(in);
+    t.bits = c.quant_bits;
+    t.group_size = c.quant_group_size > 0 ? c.quant_group_size : t.in_features;
+    validate_gptq_dims(t.out_features, t.in_features, t.bits, t.group_size, name);
+    t.qweight = load_raw<std::uint32_t>(store, name + ".qweight", DType::I32, {t.qweight_rows(), out});
+    t.qzeros = load_raw<std::uint32_t>(store, name + ".qzeros", DType::I32, {t.groups(), t.qzeros_cols()});
+    t.scales = load_raw<std::uint16_t>(store, name + ".scales", DType::F16, {t.groups(), out});
+    if (store.find(name + ".g_idx")) {
+      t.g_idx = load_raw<std::int32_t>(store, name + ".g_idx", DType::I32, {in});
+    } else {
+      t.g_idx.resize(t.in_features);
+      for (int k = 0; k < t.in_features; ++k) t.g_idx[k] = k / t.group_size;
+    }
+    auto [weights, order] = from_gptq(t, parse_checkpoint_format(c.quant_format), name);
+    int rank = 0;
+    std::vector<float> lora_a, lora_b;
+    const auto key = "base_model.model." + name;
+    if (const auto* a = adapter ? adapter->tensors.find(key + ".lora_A.weight") : nullptr) {
+      rank = a->shape.size() == 2 ? static_cast<int>(a->shape[0]) : 0;
+      lora_a = adapter->tensors.load_f32(key + ".lora_A.weight", {rank, in});
+      lora_b = adapter->tensors.load_f32(key + ".lora_B.weight", {out, rank});
+      for (auto& value : lora_b) value *= adapter->scaling;
+      rank = trim_zero_rank(rank, lora_a, lora_b, out, in);
+      if (!order.empty()) lora_a = reorder_columns(lora_a, rank, order);
+    }
+    return std::make_unique<PackedLinear>(std::move(weights), std::vector<float>{}, rank, std::move(lora_a),
+                                          std::move(lora_b), std::move(order));
+  }
 };
 
 CheckpointReader::CheckpointReader(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
@@ -115,7 +219,9 @@ CheckpointReader::CheckpointReader(const std::filesystem::path& path) : impl_(st
   if (std::filesystem::is_directory(path)) {
     config_ = parse_hf_config(path / "config.json");
     impl_->store = TensorStore::open_directory(path);
-    format_ = config_.quant_bits ? "fbquant-packed" : "huggingface";
+    format_ = config_.quant_format.empty() ? "huggingface"
+              : config_.quant_format == kPackedFormat ? "fbquant-packed" : config_.quant_format;
+    if (format_.starts_with("gptq")) impl_->adapter = lora_adapter_beside(path);
   } else if (is_gguf_file(path)) {
     auto checkpoint = read_gguf_checkpoint(path);
     config_ = checkpoint.config;

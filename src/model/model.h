@@ -36,7 +36,7 @@ struct SourceTensor {
 
 struct Model {
   ModelConfig config;
-  std::string format;  // "huggingface", "fbquant-packed", "llama2.c" or "gguf"
+  std::string format;  // "huggingface", "fbquant-packed", "gptq", "gptq_v2", "llama2.c" or "gguf"
   std::filesystem::path source;
   StoredMatrix embedding;  // vocab × dim, as stored
   std::vector<DecoderLayer> layers;
@@ -49,7 +49,8 @@ struct Model {
 };
 
 // Reads a checkpoint piece by piece, so the quantization pipeline can hold one decoder layer at a time.
-// Linears stored packed (`<name>.qweight`, see docs/FORMAT.md) load as PackedLinear, others as DenseLinear.
+// Linears stored packed (`<name>.qweight`, see docs/FORMAT.md; also GPTQ checkpoints, with the PEFT adapter in
+// `DIR/branch/` as their branch) load as PackedLinear, others as DenseLinear.
 class CheckpointReader {
  public:
   explicit CheckpointReader(const std::filesystem::path& path);  // HF directory, llama2.c .bin or .gguf

@@ -75,11 +75,21 @@ QuantizedMatrix unpack(const PackedWeights& packed) {
   return matrix;
 }
 
+void validate_input_order(std::span<const int> order, int cols) {
+  std::vector<bool> seen(cols, false);
+  if (order.size() != static_cast<std::size_t>(cols)) fail("input order has {} entries for {} columns", order.size(), cols);
+  for (const int column : order) {
+    if (column < 0 || column >= cols || seen[column]) fail("input order is not a permutation of {} columns", cols);
+    seen[column] = true;
+  }
+}
+
 PackedLinear::PackedLinear(PackedWeights weights, std::vector<float> input_scale, int rank, std::vector<float> lora_a,
-                           std::vector<float> lora_b)
+                           std::vector<float> lora_b, std::vector<int> input_order)
     : Linear(weights.rows, weights.cols),
       weights_(std::move(weights)),
       input_scale_(std::move(input_scale)),
+      input_order_(std::move(input_order)),
       rank_(rank),
       lora_a_(lora_a.size()),
       lora_b_(lora_b.size()) {
@@ -93,6 +103,7 @@ PackedLinear::PackedLinear(PackedWeights weights, std::vector<float> input_scale
   if (rank_ < 0 || lora_a_.size() != rank_ * n || lora_b_.size() != m * rank_)
     fail("packed linear {}x{}: branch of rank {} has A {} and B {} values", m, n, rank_, lora_a_.size(),
          lora_b_.size());
+  if (!input_order_.empty()) validate_input_order(input_order_, weights_.cols);
   scale_values_.resize(weights_.scales.size());
   std::transform(weights_.scales.begin(), weights_.scales.end(), scale_values_.begin(), half_to_float);
 }
@@ -125,8 +136,9 @@ std::size_t PackedLinear::weight_bytes() const {
 }
 
 std::string PackedLinear::describe() const {
-  return fmt::format("int{} g{}{}{}", weights_.spec.bits, weights_.spec.group_size,
-                     rank_ > 0 ? fmt::format(" + rank-{} branch", rank_) : "", input_scale_.empty() ? "" : " + input scale");
+  return fmt::format("int{} g{}{}{}{}", weights_.spec.bits, weights_.spec.group_size,
+                     rank_ > 0 ? fmt::format(" + rank-{} branch", rank_) : "", input_scale_.empty() ? "" : " + input scale",
+                     input_order_.empty() ? "" : " + input order");
 }
 
 namespace {
@@ -165,9 +177,24 @@ void PackedLinear::dequantize_rows(int first_row, int count, float* out) const {
   }
 }
 
+namespace {
+
+// x'[t, j] = x[t, order[j]]: the input in the packed column order.
+std::vector<float> gather_columns(const float* x, int n_tokens, const std::vector<int>& order) {
+  const std::size_t n = order.size();
+  std::vector<float> gathered(n * n_tokens);
+  for (int t = 0; t < n_tokens; ++t)
+    for (std::size_t j = 0; j < n; ++j) gathered[t * n + j] = x[t * n + order[j]];
+  return gathered;
+}
+
+}  // namespace
+
 void PackedLinear::forward_reference(const float* x, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
-  std::vector<float> scaled(x, x + n), branch(rank_);
+  const std::vector<float> ordered = input_order_.empty() ? std::vector<float>(x, x + n) : gather_columns(x, 1, input_order_);
+  x = ordered.data();  // the branch's A is in the same column order
+  std::vector<float> scaled = ordered, branch(rank_);
   const auto a = lora_a(), b = lora_b();
   if (!input_scale_.empty())
     for (int j = 0; j < n; ++j) scaled[j] /= input_scale_[j];
@@ -218,6 +245,11 @@ const Int8Tiles* PackedLinear::int8_tiles() const {
 }
 
 void PackedLinear::forward(const float* x, int n_tokens, float* y) const {
+  if (input_order_.empty()) return forward_in_order(x, n_tokens, y);
+  forward_in_order(gather_columns(x, n_tokens, input_order_).data(), n_tokens, y);
+}
+
+void PackedLinear::forward_in_order(const float* x, int n_tokens, float* y) const {
   const int m = weights_.rows, n = weights_.cols;
   const Activations mode = activations();
   const bool decode = n_tokens <= kKernelMaxBatch;

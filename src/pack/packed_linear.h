@@ -1,6 +1,8 @@
 #pragma once
 // A linear layer holding packed b-bit weights (DESIGN §4 layout, see docs/FORMAT.md) with an optional
-// per-input-channel divisor (AWQ) and an optional low-rank branch: y = Q(W)·(x / s) + B·(A·x).
+// per-input-channel divisor (AWQ) and an optional low-rank branch: y = Q(W)·(x / s) + B·(A·x). An optional
+// input order (GPTQ act-order checkpoints whose groups are not runs of consecutive columns) gathers
+// x'[j] = x[order[j]] first; W's columns, s and A are then in that order.
 //
 // Packed layout: each output row's codes as a little-endian bit stream of `bits`-bit fields in uint32
 // words (3-bit codes straddle words), code_words_per_row() words per row; the zero points of all groups
@@ -8,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "kernels/gemv_int8.h"
@@ -36,11 +39,14 @@ struct PackedWeights {
 PackedWeights pack(const QuantizedMatrix& matrix);
 QuantizedMatrix unpack(const PackedWeights& packed);
 
+// Throws fbq::Error unless `order` is a permutation of 0 … cols−1.
+void validate_input_order(std::span<const int> order, int cols);
+
 
 class PackedLinear final : public Linear {
  public:
   PackedLinear(PackedWeights weights, std::vector<float> input_scale, int rank, std::vector<float> lora_a,
-               std::vector<float> lora_b);
+               std::vector<float> lora_b, std::vector<int> input_order = {});
   static PackedLinear from_layer(const QuantizedLayer& layer);
 
   void forward(const float* x, int n_tokens, float* y) const override;
@@ -49,7 +55,8 @@ class PackedLinear final : public Linear {
 
   // Scalar reference: one token, dequantize on the fly (the baseline fast kernels are tested against).
   void forward_reference(const float* x, float* y) const;
-  // This layer's tensors for the fused decode kernel (forward() uses it for up to kKernelMaxBatch tokens).
+  // This layer's tensors for the fused decode kernel (forward() uses it for up to kKernelMaxBatch tokens, on
+  // the gathered input when the layer has an input order).
   PackedKernelView kernel_view() const;
   // The integer path's repacked copy, built on first use (decode with int8 activations); null where the
   // tiles cannot hold this layer (then decode takes the float path).
@@ -57,6 +64,7 @@ class PackedLinear final : public Linear {
 
   const PackedWeights& packed() const { return weights_; }
   const std::vector<float>& input_scale() const { return input_scale_; }
+  const std::vector<int>& input_order() const { return input_order_; }  // empty = the identity
   int rank() const { return rank_; }
   std::vector<float> lora_a() const;  // widened from the f16 values held
   std::vector<float> lora_b() const;
@@ -64,10 +72,12 @@ class PackedLinear final : public Linear {
 
  private:
   void dequantize_rows(int first_row, int count, float* out) const;
+  void forward_in_order(const float* x, int n_tokens, float* y) const;  // x already in the packed column order
 
   PackedWeights weights_;
   std::vector<float> scale_values_;  // float copies of the f16 scales
   std::vector<float> input_scale_;   // empty = none
+  std::vector<int> input_order_;     // empty = none
   int rank_ = 0;
   // r×n and m×r as f16 bits, as in the file: half the bytes the decode kernel streams per token.
   std::vector<std::uint16_t> lora_a_, lora_b_;
