@@ -168,6 +168,7 @@ struct Recipe {
   int rank;
   double branch_bits;
   bool act_order;
+  ZeroPoints zero_points = ZeroPoints::any;
 };
 
 // Each method at one width (all widths covered), quantized once per test binary with 4 short windows.
@@ -176,7 +177,10 @@ const std::map<std::string, Recipe>& recipes() {
       {"rtn-w4", {"rtn", 4, 0, 0, false}},        {"rtn-w3", {"rtn", 3, 0, 0, false}},
       {"rtn-w2", {"rtn", 2, 0, 0, false}},        {"gptq-act-w3", {"gptq", 3, 0, 0, true}},
       {"lqer-w4", {"lqer", 4, 0, 0.3, false}},    {"fbquant-w2", {"fbquant", 2, 4, 0, false}},
-      {"awq-w4", {"awq", 4, 0, 0, false}}};
+      {"awq-w4", {"awq", 4, 0, 0, false}},
+      // The grids made for GPTQ: z ≥ 1 everywhere (v1 at 2 bits, where z = 0 is common otherwise), and Marlin's.
+      {"fbquant-w2-gptq-zeros", {"fbquant", 2, 4, 0, false, ZeroPoints::nonzero}},
+      {"gptq-w4-sym", {"gptq", 4, 0, 0, false, ZeroPoints::symmetric}}};
   return all;
 }
 
@@ -201,7 +205,7 @@ class GptqExport : public ::testing::Test {
     o.output = out;
     o.calibration_text = test::shared_dir() / "data" / "train.txt";
     o.method = r.method;
-    o.method_options.spec = {r.bits, 128};
+    o.method_options.spec = {r.bits, 128, r.zero_points};
     o.method_options.rank = r.rank;
     o.method_options.branch_bits = r.branch_bits;
     o.method_options.act_order = r.act_order;
@@ -287,7 +291,8 @@ TEST_F(GptqExport, IndependentReaderAgreesForEveryMethodAndWidth) {
   const std::pair<const char*, GptqZeroFormat> cases[] = {
       {"rtn-w4", GptqZeroFormat::v1},      {"rtn-w4", GptqZeroFormat::v2}, {"rtn-w3", GptqZeroFormat::v1},
       {"rtn-w2", GptqZeroFormat::v1},      {"gptq-act-w3", GptqZeroFormat::v2}, {"lqer-w4", GptqZeroFormat::v2},
-      {"fbquant-w2", GptqZeroFormat::v2}};
+      {"fbquant-w2", GptqZeroFormat::v2},  {"fbquant-w2-gptq-zeros", GptqZeroFormat::v1},
+      {"gptq-w4-sym", GptqZeroFormat::v1}};
   for (const auto& [key, format] : cases) {
     SCOPED_TRACE(fmt::format("{} {}", key, checkpoint_format_name(format)));
     const auto dir = exported(key, format);
@@ -301,7 +306,7 @@ TEST_F(GptqExport, IndependentReaderAgreesForEveryMethodAndWidth) {
     const auto quant = read_json_file(dir / "config.json")["quantization_config"];
     EXPECT_EQ(quant["bits"], recipes().at(key).bits);
     EXPECT_EQ(quant["desc_act"], recipes().at(key).act_order);
-    EXPECT_EQ(quant["sym"], false);
+    EXPECT_EQ(quant["sym"], recipes().at(key).zero_points == ZeroPoints::symmetric);
   }
 }
 
