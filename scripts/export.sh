@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Export to llama.cpp (section "export" of docs/RESULTS.md): packed models written by `fbq export --to gguf`,
+# Export (section "export" of docs/RESULTS.md): packed models written by `fbq export --to gguf` (and the sizes of the
+# same models written by `fbq export --to gptq`),
 # loaded by the real llama.cpp (npm's node-llama-cpp 3.21.1, prebuilt CPU binary, tools/llama-cpp) and scored on the
 # same tokens as fbquant scores the packed model: bits per weight as llama.cpp stores them, file sizes, per-token
 # log-probability agreement with and without the branch adapter, both perplexities, the greedy continuations, and
@@ -18,16 +19,24 @@ gguf_row() {
   local name=$1 label=$2 dir=$3 windows=$4 text=$SHARED/data/moby-test.txt
   echo "== export: $name: $label" >&2
   "$FBQ" export "$dir" --to gguf -o "$WORK/m.gguf" --overwrite --json > "$WORK/export.json"
+  # The GPTQ checkpoint of the same model: v1 where every zero point is >= 1, else gptq_v2 (sizes only here).
+  rm -rf "$WORK/gptq"
+  "$FBQ" export "$dir" --to gptq -o "$WORK/gptq" --json > "$WORK/gptq.json" 2>/dev/null ||
+    "$FBQ" export "$dir" --to gptq -o "$WORK/gptq" --checkpoint-format gptq_v2 --json > "$WORK/gptq.json"
+  rm -rf "$WORK/gptq"
   "$FBQ" tokenize "$dir" --text "$text" --paragraphs --bos --json > "$WORK/ids.json"
   "$FBQ" perplexity "$dir" --text "$text" --ctx $CTX --max-windows "$windows" --nll-out "$WORK/nll.f32" --json \
     > /dev/null 2>&1
-  "$FBQ" generate "$dir" -p "$PROMPT" -n "$GEN" --json > "$WORK/generate.json" 2>/dev/null
+  # Decode speed with OpenMP's default (spinning) waits, as a user runs it: results.sh's passive waits, meant for
+  # throughput beside other work, halve fbquant's decode rate (one wake-up per linear per token).
+  OMP_WAIT_POLICY=active "$FBQ" generate "$dir" -p "$PROMPT" -n "$GEN" --json > "$WORK/generate.json" 2>/dev/null
   local lora agreement
   lora=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["branch_output"] or "-")' "$WORK/export.json")
   agreement=$(python3 scripts/lib/llama_cpp_agreement.py "$WORK/ids.json" "$WORK/nll.f32" $CTX "$WORK/m.gguf" "$lora" \
     "$WORK/generate.json")
-  printf '{"model":"%s","label":"%s","target":"gguf","quant":%s,"export":%s,"agreement":%s,"fbquant_generate":%s,"coretype":"%s"}\n' \
-    "$name" "$label" "$(cat "$WORK/quant.json")" "$(cat "$WORK/export.json")" "$agreement" "$(cat "$WORK/generate.json")" \
+  printf '{"model":"%s","label":"%s","quant":%s,"export":%s,"gptq":%s,"agreement":%s,"fbquant_generate":%s,"coretype":"%s"}\n' \
+    "$name" "$label" "$(cat "$WORK/quant.json")" "$(cat "$WORK/export.json")" "$(cat "$WORK/gptq.json")" "$agreement" \
+    "$(cat "$WORK/generate.json")" \
     "${OPENBLAS_CORETYPE:-unset}" >> "$RESULTS"
 }
 

@@ -440,16 +440,20 @@ def export(rows):
            "to 8 bits, so log-probabilities agree within a tolerance, not bit for bit. |Δ log p| is per scored token "
            "(max / mean); greedy: how many of fbquant's greedy tokens llama.cpp reproduces from the same prompt; decode "
            "tokens/s: the same prompt and number of steps in each engine (fbquant: `fbq generate`, int8 activations). "
-           "The 1.1B rows have random weights: their PPL means nothing, agreement and speed do.", "",
-           "| model | row | llama.cpp types | bpw llama.cpp / fbquant | file (adapter) | PPL fbquant / llama.cpp | "
-           "max / mean \\|Δ log p\\| | greedy | decode tok/s fbquant / llama.cpp |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "The 1.1B rows have random weights: their PPL means nothing, agreement and speed do. GPTQ: the same model "
+           "written by `fbq export --to gptq` (v1 where every zero point is ≥ 1, else gptq_v2; the PEFT adapter "
+           "zero-padded to one rank), bits per weight as qweight + qzeros + f16 scales + g_idx.", "",
+           "| model | row | llama.cpp types | bpw fbquant / llama.cpp / GPTQ | GGUF (adapter) | GPTQ (adapter) | "
+           "PPL fbquant / llama.cpp | max / mean \\|Δ log p\\| | greedy | decode tok/s fbquant / llama.cpp |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        e, a, g = r["export"], r["agreement"], r["fbquant_generate"]
+        e, a, g, q = r["export"], r["agreement"], r["fbquant_generate"], r["gptq"]
         adapter = f' ({e["branch_bytes"] / 2**20:.2f} MiB)' if e["branch_tensors"] else ""
+        gptq_adapter = f' ({q["adapter_bytes"] / 2**20:.2f} MiB, r {q["branch_rank"]})' if q["branch_rank"] else ""
         ppl_delta = 100 * (a["llama_cpp_ppl"] / a["fbquant_ppl"] - 1)
-        out.append(f'| {r["model"]} | {r["label"]} | {export_types(e)} | {e["bits_per_weight"]:.3f} / '
-                   f'{e["source_bits_per_weight"]:.3f} | {e["file_bytes"] / 2**20:.1f} MiB{adapter} | '
+        out.append(f'| {r["model"]} | {r["label"]} | {export_types(e)} | {e["source_bits_per_weight"]:.3f} / '
+                   f'{e["bits_per_weight"]:.3f} / {q["bits_per_weight"]:.3f} ({q["checkpoint_format"]}) | '
+                   f'{e["file_bytes"] / 2**20:.1f} MiB{adapter} | {q["model_bytes"] / 2**20:.1f} MiB{gptq_adapter} | '
                    f'{a["fbquant_ppl"]:.3f} / {a["llama_cpp_ppl"]:.3f} ({ppl_delta:+.2f}%) | {export_agreement(a)} | '
                    f'{a["greedy_agree"]}/{a["greedy_tokens"]} | {g["decode_tokens_per_second"]:.1f} / '
                    f'{a["llama_cpp_timing"]["decode_tokens_per_second"]:.1f} |')
