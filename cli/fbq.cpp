@@ -764,6 +764,12 @@ int main(int argc, char** argv) {
   quantize->add_option("--scale-bits", quant.method_options.spec.scale_bits,
                        "significant bits kept in each f16 scale (11 = all; 7 makes llama.cpp's Q4_1 exact)")
       ->capture_default_str();
+  quantize->add_option("--head-bits", quant.head_bits,
+                       "also quantize the output head (lm_head; of a tied model, a copy of the embedding) by RTN at 8 "
+                       "or 4 bits on the linears' grid (--sym, --zero-points, --scale-bits); default: kept as stored");
+  auto* head_group_size = quantize->add_option("--head-group-size", quant.head_group_size,
+                                               "input columns per scale/zero group of the quantized head")
+                              ->capture_default_str();
   quantize->add_flag("--act-order", quant.method_options.act_order, "GPTQ: quantize columns by decreasing diag(H)");
   quantize->add_flag("--clip-search", quant.method_options.clip_search, "RTN/AWQ/LQER: per-group clip ratio search");
   quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
@@ -953,6 +959,7 @@ int main(int argc, char** argv) {
           fbq::fail("--sym and --zero-points {} contradict each other", zero_points);
         quant.method_options.spec.zero_points = fbq::ZeroPoints::symmetric;
       }
+      if (head_group_size->count() > 0 && !quant.quantizes_head()) fbq::fail("--head-group-size needs --head-bits");
       preset.apply(quant);
       if (preset.applies()) verdict.preset = preset.name;
       if (!verdict.skip_eval && !std::filesystem::is_regular_file(verdict.eval_text))
