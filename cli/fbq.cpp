@@ -186,6 +186,7 @@ void run_inspect(const ModelArgs& model_args) {
   fmt::print("architecture {}, {}, biases: {}, {}\n", c.model_type, rope_scaling_text(c.rope_scaling),
              c.o_bias ? "q/k/v/o" : c.qkv_bias ? "q/k/v" : "none",
              c.sliding_window > 0 ? fmt::format("sliding window {}", c.sliding_window) : "full attention");
+  fmt::print("output head: {}\n", c.tie_embeddings ? "the embedding table (tied)" : model.lm_head->describe());
   if (model.tokenizer) fmt::print("tokenizer:  {} tokens\n", model.tokenizer->vocab_size());
   std::size_t file_bytes = 0, parameters = 0;
   fmt::print("\n{:<52} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");

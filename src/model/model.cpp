@@ -300,7 +300,8 @@ std::vector<float> CheckpointReader::final_norm() const { return impl_->store.lo
 
 std::unique_ptr<Linear> CheckpointReader::lm_head(FloatWeights storage) const {
   if (config_.tie_embeddings) return nullptr;
-  if (!impl_->store.find("lm_head.weight")) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
+  if (!impl_->store.find("lm_head.weight") && !impl_->store.find("lm_head.qweight"))
+    fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
   return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim, storage);
 }
 
