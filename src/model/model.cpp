@@ -300,7 +300,10 @@ std::vector<float> CheckpointReader::final_norm() const { return impl_->store.lo
 
 std::unique_ptr<Linear> CheckpointReader::lm_head(FloatWeights storage) const {
   if (config_.tie_embeddings) return nullptr;
-  if (!impl_->store.find("lm_head.weight") && !impl_->store.find("lm_head.qweight"))
+  const bool packed = impl_->store.find("lm_head.qweight");
+  if (config_.quant_head_bits > 0 && !packed)
+    fail("{}: quantization_config has a 'head' entry but tensor 'lm_head.qweight' is missing", impl_->path.string());
+  if (!packed && !impl_->store.find("lm_head.weight"))
     fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
   return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim, storage);
 }
