@@ -186,6 +186,7 @@ void run_inspect(const ModelArgs& model_args) {
   fmt::print("architecture {}, {}, biases: {}, {}\n", c.model_type, rope_scaling_text(c.rope_scaling),
              c.o_bias ? "q/k/v/o" : c.qkv_bias ? "q/k/v" : "none",
              c.sliding_window > 0 ? fmt::format("sliding window {}", c.sliding_window) : "full attention");
+  fmt::print("output head: {}\n", c.tie_embeddings ? "the embedding table (tied)" : model.lm_head->describe());
   if (model.tokenizer) fmt::print("tokenizer:  {} tokens\n", model.tokenizer->vocab_size());
   std::size_t file_bytes = 0, parameters = 0;
   fmt::print("\n{:<52} {:>6} {:>16} {:>12}\n", "tensor", "dtype", "shape", "bytes");
@@ -764,6 +765,12 @@ int main(int argc, char** argv) {
   quantize->add_option("--scale-bits", quant.method_options.spec.scale_bits,
                        "significant bits kept in each f16 scale (11 = all; 7 makes llama.cpp's Q4_1 exact)")
       ->capture_default_str();
+  quantize->add_option("--head-bits", quant.head_bits,
+                       "also quantize the output head (lm_head; of a tied model, a copy of the embedding) by RTN at 8 "
+                       "or 4 bits on the linears' grid (--sym, --zero-points, --scale-bits); default: kept as stored");
+  auto* head_group_size = quantize->add_option("--head-group-size", quant.head_group_size,
+                                               "input columns per scale/zero group of the quantized head")
+                              ->capture_default_str();
   quantize->add_flag("--act-order", quant.method_options.act_order, "GPTQ: quantize columns by decreasing diag(H)");
   quantize->add_flag("--clip-search", quant.method_options.clip_search, "RTN/AWQ/LQER: per-group clip ratio search");
   quantize->add_flag_callback("--plain-svd", [&] { quant.method_options.scaled_svd = false; },
@@ -953,6 +960,7 @@ int main(int argc, char** argv) {
           fbq::fail("--sym and --zero-points {} contradict each other", zero_points);
         quant.method_options.spec.zero_points = fbq::ZeroPoints::symmetric;
       }
+      if (head_group_size->count() > 0 && !quant.quantizes_head()) fbq::fail("--head-group-size needs --head-bits");
       preset.apply(quant);
       if (preset.applies()) verdict.preset = preset.name;
       if (!verdict.skip_eval && !std::filesystem::is_regular_file(verdict.eval_text))

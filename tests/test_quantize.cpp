@@ -9,6 +9,7 @@
 #include <random>
 
 #include "calib/calibration.h"
+#include "dequantized_twin.h"
 #include "eval/perplexity.h"
 #include "model/model.h"
 #include "pack/packed_linear.h"
@@ -197,18 +198,6 @@ class QuantizePipeline : public ::testing::Test {
   std::filesystem::path model_, calib_;
   test::TempDir tmp_;
 };
-
-// Replaces every packed linear by a dense f32 layer holding exactly the weights it applies.
-void dequantize_in_place(Model& model) {
-  for (auto& layer : model.layers)
-    for (auto* slot : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj, &layer.up_proj,
-                       &layer.down_proj}) {
-      const auto& packed = dynamic_cast<const PackedLinear&>(**slot);
-      QuantizedLayer q{unpack(packed.packed()), packed.rank(), packed.lora_a(), packed.lora_b(), packed.input_scale(), "", {}};
-      *slot = std::make_unique<DenseLinear>(packed.out_features(), packed.in_features(),
-                                            std::make_shared<std::vector<float>>(q.effective_weights()));
-    }
-}
 
 TEST_F(QuantizePipeline, PackedModelPerplexityEqualsDequantizedModel) {
   const auto o = options("rtn", 4, "w4");

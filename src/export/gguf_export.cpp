@@ -224,7 +224,7 @@ class GgufExporter {
     add_stored_tensor(model_, "token_embd.weight", store_.get("model.embed_tokens.weight"));
     for (int i = 0; i < c_.n_layers; ++i) add_layer(i);
     model_.add_tensor("output_norm.weight", GgmlType::F32, {c_.dim}, floats_bytes(reader_.final_norm()));
-    if (const auto* head = store_.find("lm_head.weight")) add_stored_tensor(model_, "output.weight", *head);
+    add_head();
     if (c_.rope_scaling.type == RopeScaling::Type::llama3)
       model_.add_tensor("rope_freqs.weight", GgmlType::F32, {c_.head_dim / 2}, floats_bytes(rope_frequency_factors(c_)));
     summary_.source_bits_per_weight = source_bits_ / static_cast<double>(summary_.quantized_weights);
@@ -247,6 +247,18 @@ class GgufExporter {
                          : hf == "self_attn.k_proj" ? rope_row_order(c_.n_kv_heads, c_.head_dim)
                                                     : identity_order(packed->packed().rows);
       add_linear(blk + projection.gguf + ".weight", name, *packed, order);
+    }
+  }
+
+  // `output.weight`: a packed head through the linears' exact blocks (its rows need no RoPE order), a float one
+  // as stored; none when tied.
+  void add_head() {
+    if (store_.find("lm_head.qweight")) {
+      const auto head = reader_.lm_head(FloatWeights::as_stored);
+      const auto& packed = dynamic_cast<const PackedLinear&>(*head);
+      add_linear("output.weight", "lm_head", packed, identity_order(packed.packed().rows));
+    } else if (const auto* head = store_.find("lm_head.weight")) {
+      add_stored_tensor(model_, "output.weight", *head);
     }
   }
 

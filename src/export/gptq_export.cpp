@@ -58,6 +58,12 @@ void check_source(const fs::path& model, const CheckpointReader& reader) {
   if (reader.format().starts_with("gptq")) fail("{} is already a GPTQ checkpoint ({})", model.string(), reader.format());
   if (reader.format() != "fbquant-packed")
     fail("{} is a {} checkpoint, not a packed model directory", model.string(), reader.format());
+  const auto& c = reader.config();
+  if (c.quant_head_bits > 0 && (c.quant_head_bits != c.quant_bits || c.quant_head_group_size != c.quant_group_size))
+    fail("{}: the head is int{} g{} and the linears int{} g{}, but a GPTQ checkpoint has one bits and group_size for "
+         "every quantized linear, lm_head included (quantize with --head-bits {} --head-group-size {} to export it)",
+         model.string(), c.quant_head_bits, c.quant_head_group_size, c.quant_bits, c.quant_group_size, c.quant_bits,
+         c.quant_group_size);
   for (const auto& tensor : reader.source_tensors())
     if (tensor.name.ends_with(".input_scale"))
       fail("{}: '{}' is AWQ's per-input-channel divisor; GPTQ computes s·(q − z)·x, and dividing column k by its own "
@@ -177,7 +183,7 @@ json gptq_quantization_config(const GptqExportSummary& s, const QuantSettings& s
           {"desc_act", s.desc_act},
           {"sym", s.sym},
           {"checkpoint_format", checkpoint_format_name(s.format)},
-          {"lm_head", false},
+          {"lm_head", s.lm_head},
           {"damp_percent", settings.damp},
           {"true_sequential", settings.true_sequential},
           // Our act-order keeps groups of consecutive columns, so g_idx stays k // g.
@@ -303,13 +309,17 @@ WriteTally write_tensors(const CheckpointReader& reader, GptqExportSummary& s, c
   for (int l = 0; l < c.n_layers; ++l) write_layer(reader, l, s, writer, adapter ? &*adapter : nullptr, halves, tally);
   halves.add("model.norm.weight", {c.dim}, reader.final_norm());
   if (const auto head = reader.lm_head()) {
-    const auto* dense = dynamic_cast<const DenseLinear*>(head.get());
-    if (!dense) fail("lm_head is {}; GPTQ export keeps lm_head in float16 (lm_head: false)", head->describe());
-    halves.add("lm_head.weight", {c.vocab_size, c.dim}, dense->weights());
+    if (s.lm_head) {
+      write_linear(writer, nullptr, s, "lm_head", packed_linear(*head, "lm_head"), tally);
+    } else {
+      const auto* dense = dynamic_cast<const DenseLinear*>(head.get());
+      if (!dense) fail("lm_head is {}; GPTQ export keeps lm_head in float16 (lm_head: false)", head->describe());
+      halves.add("lm_head.weight", {c.vocab_size, c.dim}, dense->weights());
+    }
   }
   finish_writer(writer);
   if (adapter) finish_writer(*adapter);
-  s.linears = c.n_layers * static_cast<int>(std::size(kProjections));
+  s.linears = c.n_layers * static_cast<int>(std::size(kProjections)) + s.lm_head;
   s.bits_per_weight = tally.stored_bits / tally.weights;
   s.sym = tally.symmetric_groups == tally.groups;
   return tally;
@@ -334,6 +344,7 @@ GptqExportSummary write_checkpoint(const GptqExportOptions& options, const Check
   s.format = options.format;
   s.bits = reader.config().quant_bits;
   s.group_size = reader.config().quant_group_size;
+  s.lm_head = reader.config().quant_head_bits > 0;
   std::tie(s.branch_rank, s.branch_modules) = branch_layout(reader);
   const auto settings = recorded_settings(options.model);
   s.desc_act = settings.act_order;

@@ -23,7 +23,8 @@ struct GptqExportSummary {
   int bits = 0, group_size = 0;
   GptqZeroFormat format = GptqZeroFormat::v1;
   bool sym = false, desc_act = false;
-  int linears = 0;
+  int linears = 0;      // lm_head included when it is quantized
+  bool lm_head = false;  // the head is a GPTQ linear (quantization_config lm_head: true)
   double bits_per_weight = 0;  // qweight + qzeros + f16 scales + g_idx, per weight of the quantized linears
   std::uintmax_t model_bytes = 0, adapter_bytes = 0;
   int branch_rank = 0;  // the adapter's common rank (every module zero-padded to it); 0 = no adapter

@@ -174,6 +174,13 @@ void parse_quantization_config(const json& quant, const std::string& source, Mod
   c.quant_bits = required_int(quant, "bits", source);
   c.quant_group_size = required_int(quant, "group_size", source);
   c.quant_format = kPackedFormat;
+  if (const auto head = quant.find("head"); head != quant.end()) {
+    if (!head->is_object()) fail("{}: quantization_config 'head' must be an object", source);
+    // A tied model's head is its embedding table, which is never packed.
+    if (c.tie_embeddings) fail("{}: a quantized head needs tie_word_embeddings false", source);
+    c.quant_head_bits = required_int(*head, "bits", source);
+    c.quant_head_group_size = required_int(*head, "group_size", source);
+  }
 }
 
 }  // namespace

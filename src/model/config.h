@@ -41,6 +41,9 @@ struct ModelConfig {
   // From config.json "quantization_config" of a packed model; 0 = not quantized.
   int quant_bits = 0;
   int quant_group_size = 0;  // 0 with GPTQ's group_size −1: one group per row (per-channel)
+  // quantization_config "head": the packed lm_head's own bits and group size; 0 = the head is not packed.
+  int quant_head_bits = 0;
+  int quant_head_group_size = 0;
   // How the packed linears are laid out: kPackedFormat, or a GPTQ checkpoint_format ("gptq", "gptq_v2").
   std::string quant_format;
 

@@ -156,13 +156,21 @@ struct CheckpointReader::Impl {
                                          std::make_shared<std::vector<float>>(std::move(weights)));
   }
 
+  // The grid of a packed linear: the lm_head has its own (quantization_config "head").
+  QuantSpec packed_spec(const ModelConfig& c, const std::string& name) const {
+    if (name != "lm_head") return {c.quant_bits, c.quant_group_size};
+    if (c.quant_head_bits == 0)
+      fail("{}: 'lm_head' is packed but quantization_config has no 'head' entry", path.string());
+    return {c.quant_head_bits, c.quant_head_group_size};
+  }
+
   std::unique_ptr<Linear> packed(const ModelConfig& c, const std::string& name, std::int64_t out, std::int64_t in) const {
     if (c.quant_bits == 0) fail("{}: '{}' is packed but config.json has no quantization_config", path.string(), name);
     if (c.quant_format != kPackedFormat) return gptq(c, name, out, in);
     PackedWeights weights;
     weights.rows = static_cast<int>(out);
     weights.cols = static_cast<int>(in);
-    weights.spec = {c.quant_bits, c.quant_group_size};
+    weights.spec = packed_spec(c, name);
     weights.spec.validate(weights.cols);
     weights.codes = load_raw<std::uint32_t>(store, name + ".qweight", DType::I32, {out, weights.code_words_per_row()});
     weights.zeros = load_raw<std::uint32_t>(store, name + ".qzeros", DType::I32, {weights.zero_words()});
@@ -292,7 +300,11 @@ std::vector<float> CheckpointReader::final_norm() const { return impl_->store.lo
 
 std::unique_ptr<Linear> CheckpointReader::lm_head(FloatWeights storage) const {
   if (config_.tie_embeddings) return nullptr;
-  if (!impl_->store.find("lm_head.weight")) fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
+  const bool packed = impl_->store.find("lm_head.qweight");
+  if (config_.quant_head_bits > 0 && !packed)
+    fail("{}: quantization_config has a 'head' entry but tensor 'lm_head.qweight' is missing", impl_->path.string());
+  if (!packed && !impl_->store.find("lm_head.weight"))
+    fail("{}: tensor 'lm_head.weight' is missing", impl_->path.string());
   return impl_->linear(config_, "lm_head", config_.vocab_size, config_.dim, storage);
 }
 

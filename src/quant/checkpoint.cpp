@@ -174,6 +174,9 @@ json recorded_settings(const QuantizeOptions& options) {
            {{"text", options.calibration_text.filename().string()}, {"nsamples", options.nsamples},
             {"validation_samples", options.validation_samples}, {"seqlen", options.seqlen}, {"seed", options.seed}}},
           {"source_model", options.model.filename().string()}};
+  // Only when set, so that runs without a quantized head keep the identity they always had.
+  if (options.quantizes_head())
+    settings["options"]["head"] = {{"bits", options.head_bits}, {"group_size", options.head_group_size}};
   if (options.reconstructs_blocks()) {
     const auto& b = options.block;
     settings["options"]["reconstruct"] = {{"mode", "block"}, {"input", options.block_float_input ? "float" : "quantized"},

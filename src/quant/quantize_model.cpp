@@ -118,6 +118,25 @@ void write_packed(SafetensorsWriter& writer, const std::string& name, const Pack
   }
 }
 
+// The output head as stored, or with --head-bits RTN-quantized and packed like a decoder linear. A tied
+// model's head is its embedding table, which keeps serving the lookup as stored.
+void write_head(const QuantizeOptions& options, const CheckpointReader& reader, SafetensorsWriter& writer) {
+  const auto& c = reader.config();
+  const auto head = reader.lm_head();
+  if (!options.quantizes_head()) {
+    if (head)
+      writer.add_floats("lm_head.weight", reader.dtype_of("lm_head.weight"), {c.vocab_size, c.dim},
+                        dynamic_cast<const DenseLinear&>(*head).weights());
+    return;
+  }
+  std::shared_ptr<const std::vector<float>> embedding;  // the tied head's weights
+  if (!head) embedding = reader.embedding();
+  const auto& weights = head ? dynamic_cast<const DenseLinear&>(*head).weights() : *embedding;
+  QuantizedLayer quantized;
+  quantized.weights = quantize_rtn(weights.data(), c.vocab_size, c.dim, options.head_spec());
+  write_packed(writer, "lm_head", PackedLinear::from_layer(quantized));
+}
+
 // The report line of one quantized linear: its H-errors against `target` (W, or W̃ with --float-target),
 // and against the float model when the pipeline tracks it.
 LinearReport measure_linear(const std::string& name, const std::vector<float>& weights, const std::vector<float>& target,
@@ -279,6 +298,15 @@ LinearReport remeasure_after_block(const LinearReport& layerwise, const std::vec
   return report;
 }
 
+// --head-bits / --head-group-size against the head's shape (dim input columns).
+void validate_head(const QuantizeOptions& options, const ModelConfig& c) {
+  if (!options.quantizes_head()) return;
+  if (options.head_bits != 8 && options.head_bits != 4) fail("--head-bits must be 8 or 4 (got {})", options.head_bits);
+  if (options.head_group_size <= 0 || c.dim % options.head_group_size != 0)
+    fail("--head-group-size {} does not divide the head's input dimension {}", options.head_group_size, c.dim);
+  options.head_spec().validate(c.dim);
+}
+
 // --reconstruct block trains the branch of fbquant, or one added beside rtn/gptq (--rank/--branch-bits), or
 // with --lwc the clipping of rtn without a branch.
 void validate_reconstruction(const QuantizeOptions& options, bool has_branch) {
@@ -335,6 +363,7 @@ void validate_quantize_options(const QuantizeOptions& options) {
     if (rank >= std::min(m, n))
       fail("rank {} is not below min(m, n) = {} of a {}x{} layer", rank, std::min(m, n), m, n);
   }
+  validate_head(options, c);
   if (options.nsamples <= 0) fail("--nsamples must be positive");
   if (options.validation_samples < 0) fail("--val-samples must be >= 0");
   if (options.seqlen < 2 || options.seqlen > c.max_seq_len)
@@ -535,9 +564,7 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   }
 
   writer.add_floats("model.norm.weight", reader.dtype_of("model.norm.weight"), {c.dim}, reader.final_norm());
-  if (auto head = reader.lm_head())
-    writer.add_floats("lm_head.weight", reader.dtype_of("lm_head.weight"), {c.vocab_size, c.dim},
-                      dynamic_cast<const DenseLinear&>(*head).weights());
+  write_head(options, reader, writer);
   writer.finish({{"format", "pt"}, {"quantized_by", "fbquant"}});
 
   summary.linears = std::move(state.linears);
@@ -553,12 +580,17 @@ QuantizeSummary quantize_into(const QuantizeOptions& options, const CheckpointRe
   progress.finish(fmt::format("{:.2f} bits/weight", summary.bits_per_weight));
 
   const auto& mo = options.method_options;
-  const json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
-                             {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank},
-                             {"branch_bits", mo.branch_bits},
-                             {"zero_points", zero_points_name(mo.spec.zero_points)},
-                             {"scale_bits", mo.spec.scale_bits}};
-  json config = to_hf_config(c);
+  json quantization = {{"quant_method", "fbquant"}, {"format", kPackedFormat}, {"method", options.method},
+                       {"bits", mo.spec.bits},      {"group_size", mo.spec.group_size}, {"rank", mo.rank},
+                       {"branch_bits", mo.branch_bits},
+                       {"zero_points", zero_points_name(mo.spec.zero_points)},
+                       {"scale_bits", mo.spec.scale_bits}};
+  auto written = c;
+  if (options.quantizes_head()) {
+    quantization["head"] = {{"bits", options.head_bits}, {"group_size", options.head_group_size}};
+    written.tie_embeddings = false;  // the quantized head is a tensor of its own; the embedding stays as stored
+  }
+  json config = to_hf_config(written);
   config["quantization_config"] = quantization;
   write_file_atomically(temp / "config.json", config.dump(2) + "\n");
   copy_tokenizer_files(tokenizer_path, temp);

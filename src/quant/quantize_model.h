@@ -42,6 +42,18 @@ struct QuantizeOptions {
   // with the groups before it already quantized, as GPTQ's "true sequential" does; otherwise all four inputs
   // come from one pass of the float layer.
   bool true_sequential = false;
+  // --head-bits: after the decoder layers, the output head (lm_head; a tied model's embedding, copied) is
+  // quantized by RTN on the linears' grid (zero points, scale bits) at these bits and group size; 0 keeps
+  // it as stored.
+  int head_bits = 0;
+  int head_group_size = 128;
+  bool quantizes_head() const { return head_bits != 0; }
+  QuantSpec head_spec() const {
+    auto spec = method_options.spec;
+    spec.bits = head_bits;
+    spec.group_size = head_group_size;
+    return spec;
+  }
   std::uint64_t seed = 0;
   bool overwrite = false;
   // Continue a stopped run from the checkpoint in its temporary directory (partial_output()), which must have
