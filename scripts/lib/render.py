@@ -23,7 +23,8 @@ SCRIPTS = {"quality": "scripts/quality.sh", "fbquant-tuning": "scripts/fbquant_s
            "tokenizer-speed": "scripts/tokenizer_speed.sh",
            "plots": "scripts/plots.sh", "presets": "scripts/presets.sh",
            "fbquant-block": "scripts/fbquant_study.sh block", "int8-activations": "scripts/int8_accuracy.sh",
-           "decode-1b": "scripts/decode_1b.sh", "scale": "scripts/scale.sh", "export": "scripts/export.sh"}
+           "decode-1b": "scripts/decode_1b.sh", "scale": "scripts/scale.sh", "export": "scripts/export.sh",
+           "head-bits": "scripts/head_bits.sh"}
 
 
 def summarize(path):
@@ -460,11 +461,26 @@ def export(rows):
     return out
 
 
+def head_bits(rows):
+    base = rows[0]
+    out = ["## Quantized output head (`--head-bits`)", "", generated_by("head-bits"), "",
+           "ref-llama-12m, RTN W4 g128 for every linear (the same in each row); only the output head differs. Size: the "
+           "model directory on disk. PPL: ctx 256, whole files; Δ paired against the first row on the same tokens. "
+           "`--sym` also makes the linears symmetric, so that row differs in more than its head.", "",
+           "| head | bits/weight (linears) | size MiB | sotu-test PPL | Δ | moby-test PPL | Δ |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        q = r["quant"]
+        delta = (lambda text: "–") if r is base else (lambda text: paired(r, base, text))
+        out.append(f'| `{r["label"]}` | {q["bits_per_weight"]:.3f} | {q["output_bytes"] / 2**20:.2f} | {ppl(r, "sotu")} | '
+                   f'{delta("sotu")} | {ppl(r, "moby")} | {delta("moby")} |')
+    return out
+
+
 RENDERERS = {"quality": quality, "fbquant-tuning": fbquant_tuning, "fbquant-paired": fbquant_paired,
              "fbquant-drift": fbquant_drift, "fbquant-block": fbquant_block,
              "kernels": kernels, "speed": speed,
              "fbquant-cost": fbquant_cost, "int8-activations": int8_activations,
-             "decode-1b": decode_1b, "scale": scale, "export": export,
+             "decode-1b": decode_1b, "scale": scale, "export": export, "head-bits": head_bits,
              **{f"fbquant-budgets-w{b}": fbquant_budgets(b) for b in (3, 2, 4)}}
 
 ZS_TASKS = [("arc_easy", "ARC-e"), ("arc_challenge", "ARC-c"), ("piqa", "PIQA"), ("hellaswag", "HellaSwag"),
