@@ -303,3 +303,23 @@ TEST(Cli, HelpAndUsageErrors) {
 
 }  // namespace
 }  // namespace fbq
+
+namespace fbq {
+namespace {
+
+// Found by fuzz_model_dir: a number where config.json wants a bool (here mlp_bias) threw nlohmann's own
+// exception past every handler; it must be one fbq::Error like every other malformed field.
+TEST(ModelConfig, ANumberWhereABoolBelongsIsOneError) {
+  test::TempDir dir;
+  auto config = nlohmann::json::parse(test::read_file(test::bundled_model() / "config.json"));
+  for (const char* key : {"mlp_bias", "use_sliding_window"}) {
+    auto broken = config;
+    broken["model_type"] = std::string(key) == "mlp_bias" ? "llama" : "qwen2";
+    broken[key] = 1;
+    test::write_file(dir.path() / "config.json", broken.dump());
+    EXPECT_THROW(parse_hf_config(dir.path() / "config.json"), Error) << key;
+  }
+}
+
+}  // namespace
+}  // namespace fbq

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <numbers>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
@@ -27,7 +28,9 @@ template <typename T>
 T optional_value(const json& config, const char* key, T fallback, const std::string& source) {
   const auto it = config.find(key);
   if (it == config.end() || it->is_null()) return fallback;
-  if (!it->is_number() && !it->is_boolean()) fail("{}: '{}' has the wrong type", source, key);
+  // nlohmann reads a bool as a number but throws on a number read as a bool: check each way (fuzz_model_dir).
+  const bool fits = std::is_same_v<T, bool> ? it->is_boolean() : it->is_number() || it->is_boolean();
+  if (!fits) fail("{}: '{}' has the wrong type", source, key);
   return it->get<T>();
 }
 
